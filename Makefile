@@ -1,0 +1,124 @@
+# ffipar -- build, test, bench, install. `make help` lists the targets.
+PREFIX       ?= /usr/local
+LUA_VERSION  ?= 5.1
+LUA_LIBDIR   ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
+LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_VERSION)
+LUAJIT       ?= luajit
+INSTALL      ?= install
+CC           ?= cc
+
+CFLAGS  ?= -O2 -g -Wall -Wextra
+LIBFLAG ?= -shared
+# Flags the shim needs whatever the user sets; kept apart from CFLAGS.
+# The Lua C API comes from the luajit executable at run time (never linked);
+# -z nodelete keeps the shim mapped while workers run after the main state
+# has closed at exit.
+LUAJIT_INC  ?= $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
+SHIM_CFLAGS  = -std=c11 -fPIC -pthread -fvisibility=hidden $(LUAJIT_INC)
+SHIM_LDFLAGS = -pthread -Wl,-z,nodelete
+
+# Debian packages the two README commands need; `make deps` installs the missing ones.
+DEPS ?= luajit libluajit-5.1-dev lua-unit gcc make pkg-config spin gnuplot-nox
+DEPS_SAN ?= libclang-rt-14-dev
+
+SRCS = $(sort $(wildcard csrc/*.c))
+OBJS = $(SRCS:.c=.o)
+HDRS = csrc/ffipar.h csrc/shim.h
+LIB  = ffi/libffipar.so
+CDEF = ffi/ffipar/cdef.lua
+CTESTS = $(patsubst test/c/%.c,test/c/%,$(wildcard test/c/*.c))
+# Everything the tests and benches link against: the shim's objects plus a
+# real libluajit for the Lua API symbols (C tests have no luajit executable).
+CTEST_LIBS = -pthread -lluajit-5.1 -lm
+
+RUN = LUA_PATH='ffi/?.lua;test/?.lua;tools/?.lua;bench/?.lua;;' FFIPAR_LIB=./$(LIB)
+
+all: $(LIB) $(CDEF)
+
+$(LIB): $(OBJS)
+	$(CC) $(LIBFLAG) $(SHIM_LDFLAGS) $(LDFLAGS) -o $@ $(OBJS)
+
+csrc/%.o: csrc/%.c $(HDRS)
+	$(CC) $(SHIM_CFLAGS) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(CDEF): csrc/ffipar.h tools/gencdef.lua
+	$(LUAJIT) tools/gencdef.lua csrc/ffipar.h > $@.tmp && mv $@.tmp $@
+
+test/c/%: test/c/%.c $(SRCS) $(HDRS)
+	$(CC) -std=c11 -O2 -g -Wall -Wextra -Icsrc $(LUAJIT_INC) $(CTEST_CFLAGS) -o $@ $< $(SRCS) $(CTEST_LIBS)
+
+deps:
+	@missing=""; for p in $(DEPS) $(EXTRA_DEPS); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# The README's first command: the main example on a real input.
+example: deps all
+	$(RUN) $(LUAJIT) examples/stream_stats.lua $(EXAMPLE_INPUT)
+
+# The README's second command: every test; ends with "N passed, M failed".
+test: deps all $(CTESTS)
+	$(RUN) $(LUAJIT) test/run.lua $(TESTFLAGS)
+
+# Sanitizer builds of the shim, run under the same suite. LuaJIT itself is
+# not instrumented, so the runtime is preloaded.
+asan:
+	$(MAKE) EXTRA_DEPS="$(DEPS_SAN)" deps
+	$(MAKE) clean
+	$(MAKE) CC=clang CFLAGS="-O1 -g -fsanitize=address -fno-omit-frame-pointer" \
+	  SHIM_LDFLAGS="-pthread -Wl,-z,nodelete -fsanitize=address -shared-libasan" \
+	  CTEST_CFLAGS="-fsanitize=address" all $(CTESTS)
+	$(RUN) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	  LD_PRELOAD=$$(clang -print-file-name=libclang_rt.asan-x86_64.so) \
+	  FFIPAR_SANITIZER=asan $(LUAJIT) test/run.lua $(TESTFLAGS)
+	$(MAKE) clean
+
+tsan:
+	$(MAKE) EXTRA_DEPS="$(DEPS_SAN)" deps
+	$(MAKE) clean
+	$(MAKE) CC=clang CFLAGS="-O1 -g -fsanitize=thread" \
+	  SHIM_LDFLAGS="-pthread -Wl,-z,nodelete -fsanitize=thread -shared-libsan" \
+	  CTEST_CFLAGS="-fsanitize=thread" all $(CTESTS)
+	$(RUN) TSAN_OPTIONS="halt_on_error=1 report_signal_unsafe=0" \
+	  LD_PRELOAD=$$(clang -print-file-name=libclang_rt.tsan-x86_64.so) \
+	  FFIPAR_SANITIZER=tsan $(LUAJIT) test/run.lua $(TESTFLAGS)
+	$(MAKE) clean
+
+# The suite on OpenResty's luajit2 (Debian's luajit2 conflicts with luajit,
+# so it is unpacked into build/luajit2 instead of installed).
+LJ2 = build/luajit2/root
+$(LJ2)/usr/bin/luajit:
+	mkdir -p build/luajit2 && cd build/luajit2 && \
+	  apt-get download luajit2 libluajit2-5.1-2 libluajit2-5.1-common >/dev/null && \
+	  for f in *.deb; do dpkg -x $$f root; done
+test-luajit2: deps all $(CTESTS) $(LJ2)/usr/bin/luajit
+	LD_LIBRARY_PATH=$(LJ2)/usr/lib/x86_64-linux-gnu \
+	  $(RUN) FFIPAR_LUAJIT="$(CURDIR)/$(LJ2)/usr/bin/luajit" \
+	  $(LJ2)/usr/bin/luajit test/run.lua $(TESTFLAGS)
+
+bench: deps all
+	$(MAKE) -C bench/c CC="$(CC)"
+	$(RUN) $(LUAJIT) bench/run.lua $(BENCHFLAGS)
+
+install: all
+	$(INSTALL) -d $(DESTDIR)$(LUA_LIBDIR) $(DESTDIR)$(LUA_SHAREDIR)/ffipar
+	$(INSTALL) -m 0755 $(LIB) $(DESTDIR)$(LUA_LIBDIR)/
+	$(INSTALL) -m 0644 ffi/ffipar.lua $(DESTDIR)$(LUA_SHAREDIR)/
+	$(INSTALL) -m 0644 ffi/ffipar/*.lua $(DESTDIR)$(LUA_SHAREDIR)/ffipar/
+
+uninstall:
+	rm -f $(DESTDIR)$(LUA_LIBDIR)/libffipar.so $(DESTDIR)$(LUA_SHAREDIR)/ffipar.lua
+	rm -rf $(DESTDIR)$(LUA_SHAREDIR)/ffipar
+
+clean:
+	rm -f $(OBJS) $(LIB) $(CDEF) $(CTESTS)
+	-$(MAKE) -C bench/c clean 2>/dev/null
+
+help:
+	@echo "make example | test | asan | tsan | test-luajit2 | model | bench | install | uninstall | clean"
+
+.PHONY: all deps example test asan tsan test-luajit2 bench install uninstall clean help

@@ -1,0 +1,38 @@
+-- ffipar: every core for a LuaJIT program.
+--
+--   local par = require "ffipar"
+--   local a = par.array("double", 1000)                 -- shared, same address everywhere
+--   local t = par.spawn(function(a) a[0] = 42 end, a)   -- a worker with its own state
+--   assert(t:join(5)); print(a[0])
+--
+-- Misuse raises an error at the caller's line; an expected non-success
+-- returns nil, "timeout" | "closed" | "cancelled". See README.md.
+--
+-- The module loads each concept (ffipar/<concept>.lua) on first use, so a
+-- worker state pays only for what it touches.
+
+local M = { _VERSION = "ffipar 0.1.0" }
+
+local where = {
+  spawn = "thread", cpus = "thread", cancelled = "thread", id = "thread",
+  sleep = "thread", now = "thread",
+  cdef = "shm", array = "shm", new = "shm", phase = "shm",
+  mutex = "mutex", cond = "cond", barrier = "barrier", semaphore = "semaphore",
+  atomic = "atomic", atomics = "atomic",
+  gate = "gate", atomically = "gate",
+  channel = "channel", select = "channel",
+  pool = "pool",
+}
+
+setmetatable(M, {
+  __index = function(t, k)
+    local mod = where[k]
+    if mod == nil then return nil end
+    local v = require("ffipar." .. mod)[k]
+    rawset(t, k, v)
+    return v
+  end,
+})
+
+require "ffipar.lib"        -- fail early and clearly if the shim is missing
+return M

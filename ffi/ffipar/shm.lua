@@ -1,0 +1,212 @@
+-- ffipar.shm: shared memory. par.array and par.new allocate in the shim, so
+-- the memory has the same address in every state and lives until the last
+-- handle in any state is collected; par.cdef declares types in every state.
+local ffi = require "ffi"
+local lib = require "ffipar.lib"
+local codec = require "ffipar.codec"
+local C = lib.C
+lib.declare("shm")
+
+local M = {}
+
+local applied = {}          -- declaration text -> true, in this state
+
+--- Declare C types in this state and in every worker (now and later).
+function M.cdef(decl)
+  if type(decl) ~= "string" then
+    lib.argerror("ffipar.cdef", "declaration must be a string, got " .. type(decl))
+  end
+  if applied[decl] then return end
+  local ok, err = pcall(ffi.cdef, decl)
+  if not ok then lib.argerror("ffipar.cdef", tostring(err)) end
+  applied[decl] = true
+  local rc = C.ffipar_cdef_add(decl, #decl)
+  if rc < 0 then error("ffipar.cdef: " .. select(2, lib.fail(rc)), 2) end
+end
+
+-- Apply declarations [from, to) made by other states (codec calls this).
+function M.replay(from, to)
+  for i = from, to - 1 do
+    local p = C.ffipar_cdef_get(i, lib.lenp)
+    local text = ffi.string(p, lib.lenp[0])
+    if not applied[text] then
+      applied[text] = true
+      pcall(ffi.cdef, text)   -- a clash with this state's own types shows up on use
+    end
+  end
+end
+
+local shmp = ffi.new("ffipar_shm *[1]")
+local MAX_BYTES = 2^46
+
+-- Resolve a ctype argument to (ctype, name that every state can resolve).
+local function resolve(ctype, fname)
+  local name = ctype
+  if type(ctype) == "cdata" then
+    name = tostring(ctype):match("^ctype<(.*)>$")
+    if name and (name:match("^struct %d+$") or name:match("^union %d+$")) then name = nil end
+  end
+  if type(name) ~= "string" then
+    lib.argerror(fname, "ctype must be a type name (string) or a named ctype, got " .. tostring(ctype), 3)
+  end
+  local ok, ct = pcall(ffi.typeof, name)
+  if not ok then
+    lib.argerror(fname, ("unknown ctype '%s' (declare it with par.cdef): %s"):format(name, ct), 3)
+  end
+  local size = ffi.sizeof(ct)
+  if not size or size == 0 then
+    lib.argerror(fname, ("ctype '%s' has no fixed size"):format(name), 3)
+  end
+  return ct, name, size
+end
+
+local function alloc(bytes, fname)
+  local rc = C.ffipar_shm_new(shmp, bytes)
+  if rc ~= 0 then error(("%s: cannot allocate %d bytes: %s"):format(fname, bytes, select(2, lib.fail(rc))), 3) end
+  return shmp[0]
+end
+
+---- arrays ----
+
+local methods = {}
+local views = {}            -- element name .. checked flag -> view ctype
+local view_info = {}        -- view ctype id -> { elem = name, checked = bool }
+local names = setmetatable({}, { __mode = "k" })
+
+--- The raw typed pointer (valid while the array handle is alive).
+function methods.ptr(a) return a.p end
+
+local function describe(a)
+  local info = view_info[tonumber(ffi.typeof(a))]
+  return names[a] or ("array<%s>[%d]"):format(info.elem, a.n)
+end
+
+local function index_error(a, i)
+  error(("ffipar: index %s out of bounds for checked array '%s' of length %d")
+    :format(tostring(i), describe(a), a.n), 3)
+end
+
+local function view_ctype(elem, name, checked)
+  local key = checked and name .. "\0checked" or name
+  local ct = views[key]
+  if ct then return ct end
+  ct = ffi.typeof("struct { void *obj; double n; $ *p; uint64_t *marks; }", elem)
+  local mt = {
+    __len = function(a) return a.n end,
+    __gc = function(a) C.ffipar_obj_release(a.obj) end,
+    __tostring = function(a)
+      return ("ffipar.array<%s>[%d]%s: %s"):format(name, a.n, checked and " checked" or "",
+        tostring(a.p))
+    end,
+  }
+  if not checked then
+    mt.__index = function(a, i)
+      if type(i) == "number" then return a.p[i] end
+      return methods[i]
+    end
+    mt.__newindex = function(a, i, v) a.p[i] = v end
+  else
+    mt.__index = function(a, i)
+      if type(i) == "number" then
+        if i < 0 or i >= a.n or i % 1 ~= 0 then index_error(a, i) end
+        return a.p[i]
+      end
+      return methods[i]
+    end
+    mt.__newindex = function(a, i, v)
+      if type(i) ~= "number" or i < 0 or i >= a.n or i % 1 ~= 0 then index_error(a, i) end
+      local other = C.ffipar_race_mark(a.marks, i)
+      if other ~= 0 then
+        error(("ffipar: race on checked array '%s' index %d: written by %s and %s in the same parallel phase")
+          :format(describe(a), i, lib.thread_name(other - 1), lib.thread_name(C.ffipar_self_id())), 2)
+      end
+      a.p[i] = v
+    end
+  end
+  ffi.metatype(ct, mt)
+  views[key] = ct
+  view_info[tonumber(ct)] = { elem = name, checked = checked, ptr = ffi.typeof("$ *", elem) }
+  codec.register_ctype(ct, "shm")
+  return ct
+end
+
+local function make_view(obj, elem, name, n, checked, size)
+  local ct = view_ctype(elem, name, checked)
+  local data = C.ffipar_shm_data(obj)
+  local marks = checked and ffi.cast("uint64_t *", ffi.cast("char *", data) + size * n) or nil
+  return ct(obj, n, ffi.cast(view_info[tonumber(ct)].ptr, data), marks)
+end
+
+--- A shared array of n elements of ctype, zeroed; 0-based a[i], #a, a:ptr().
+-- opts.checked: bounds and the race check (see par.phase); opts.name names it in errors.
+function M.array(ctype, n, opts)
+  local elem, name, size = resolve(ctype, "ffipar.array")
+  lib.count(n, "ffipar.array", "length", 0, nil, 2)
+  if opts ~= nil and type(opts) ~= "table" then
+    lib.argerror("ffipar.array", "options must be a table or nil, got " .. type(opts))
+  end
+  local checked = opts and opts.checked and true or false
+  local bytes = n * size + (checked and n * 8 or 0)
+  if bytes > MAX_BYTES then
+    lib.argerror("ffipar.array", ("length %d of '%s' is too large (%.0f bytes)"):format(n, name, bytes))
+  end
+  local obj = alloc(bytes, "ffipar.array")
+  local a = make_view(obj, elem, name, n, checked, size)
+  if opts and opts.name ~= nil then names[a] = tostring(opts.name) end
+  return a
+end
+
+---- single shared values ----
+
+--- A shared value of ctype (zeroed, or set from init); a typed pointer.
+function M.new(ctype, init)
+  local ct, name, size = resolve(ctype, "ffipar.new")
+  local obj = alloc(size, "ffipar.new")
+  local p = ffi.cast(ffi.typeof("$ *", ct), C.ffipar_shm_data(obj))
+  if init ~= nil then
+    local ok, err = pcall(function() p[0] = init end)
+    if not ok then
+      C.ffipar_obj_release(obj)
+      lib.argerror("ffipar.new", ("bad initializer for '%s': %s"):format(name, err))
+    end
+  end
+  p = ffi.gc(p, function() C.ffipar_obj_release(obj) end)
+  codec.register_value(p, "shm", obj, { t = "new", ct = name })
+  return p
+end
+
+---- crossing ----
+
+function M.to_wire(a)
+  local info = view_info[tonumber(ffi.typeof(a))]
+  return a.obj, { t = "array", elem = info.elem, n = a.n, checked = info.checked, name = names[a] }
+end
+
+function M.from_wire(obj, params)
+  C.ffipar_obj_retain(obj)
+  local elem = ffi.typeof(params.ct or params.elem)
+  if params.t == "new" then
+    local p = ffi.cast(ffi.typeof("$ *", elem), C.ffipar_shm_data(obj))
+    p = ffi.gc(p, function() C.ffipar_obj_release(obj) end)
+    codec.register_value(p, "shm", obj, params)
+    return p
+  end
+  local a = make_view(obj, elem, params.elem, params.n, params.checked, ffi.sizeof(elem))
+  if params.name then names[a] = params.name end
+  return a
+end
+
+---- the race check's phases ----
+
+--- Run fn(...) as one parallel phase: a checked array slot written by two
+-- threads before it returns raises an error. Joins an enclosing phase.
+function M.phase(fn, ...)
+  if type(fn) ~= "function" then
+    lib.argerror("ffipar.phase", "argument #1 must be a function, got " .. type(fn))
+  end
+  if C.ffipar_phase_current() ~= 0 then return fn(...) end
+  C.ffipar_phase_begin()
+  return lib.finish(C.ffipar_phase_end, pcall(fn, ...))
+end
+
+return M

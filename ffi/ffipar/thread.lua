@@ -1,0 +1,110 @@
+-- ffipar.thread: workers. par.spawn(fn, ...) starts an OS thread with its
+-- own LuaJIT state, runs fn(...) there and keeps its results for t:join().
+local ffi = require "ffi"
+local lib = require "ffipar.lib"
+local codec = require "ffipar.codec"
+local C = lib.C
+lib.declare("thread")
+
+local M = {}
+
+-- The chunk a new worker state runs first (C passes the thread and the
+-- shim's path); everything else is ordinary Lua in ffipar.worker.
+M.BOOT = [[
+local t, libpath = ...
+package.loaded["ffipar.libpath"] = libpath
+return require("ffipar.worker").main(t)
+]]
+
+local STATUS = { [0] = "running", "done", "failed", "cancelled" }
+local detached = setmetatable({}, { __mode = "k" })
+local out = ffi.new("ffipar_thread *[1]")
+
+local thread = {}
+
+--- Wait for the worker: true, results... | false, error with the worker's
+-- traceback | nil, "cancelled" | nil, "timeout".
+function thread:join(timeout)
+  if detached[self] then lib.argerror("t:join", "the thread is detached") end
+  local rc = C.ffipar_thread_join(self, lib.timeout(timeout, "t:join"))
+  if rc ~= 0 then return lib.fail(rc) end
+  local st = C.ffipar_thread_status(self)
+  if st == 1 then
+    local r = codec.decode(C.ffipar_thread_results(self))
+    return true, unpack(r, 1, r.n)
+  elseif st == 3 then
+    return nil, "cancelled"
+  end
+  local p = C.ffipar_thread_error(self, lib.lenp)
+  return false, ffi.string(p, lib.lenp[0])
+end
+
+--- "running" | "done" | "failed" | "cancelled".
+function thread:status()
+  return STATUS[C.ffipar_thread_status(self)]
+end
+
+--- Ask the worker to stop (cooperative: see par.cancelled()).
+function thread:cancel()
+  C.ffipar_thread_cancel(self)
+end
+
+--- Give up the right to join; the worker runs on and cleans up after itself.
+function thread:detach()
+  detached[self] = true
+end
+
+--- The worker's thread id (as in race-check messages).
+function thread:id()
+  return C.ffipar_thread_id(self)
+end
+
+ffi.metatype("struct ffipar_thread", {
+  __index = thread,
+  __tostring = function(t)
+    return ("ffipar.thread %d (%s)"):format(C.ffipar_thread_id(t), thread.status(t))
+  end,
+})
+
+--- Run fn(...) on a new worker thread with its own LuaJIT state.
+function M.spawn(fn, ...)
+  if type(fn) ~= "function" then
+    lib.argerror("ffipar.spawn", "argument #1 must be a function, got " .. type(fn))
+  end
+  local msg = codec.encode("ffipar.spawn", "argument", 1, 2, fn, ...)
+  local rc = C.ffipar_thread_new(out, M.BOOT, #M.BOOT, msg, package.path, package.cpath)
+  if rc ~= 0 then error("ffipar.spawn: " .. select(2, lib.fail(rc)), 2) end
+  return lib.own(out[0])
+end
+
+--- How many CPUs this process may use.
+function M.cpus()
+  return C.ffipar_cpus()
+end
+
+--- True in a worker whose thread was asked to cancel.
+function M.cancelled()
+  return C.ffipar_self_cancelled() ~= 0
+end
+
+--- This thread's id: 0 for the main thread, 1, 2, ... for workers.
+function M.id()
+  return C.ffipar_self_id()
+end
+
+--- Sleep (seconds); returns nil, "cancelled" early when this worker is cancelled.
+function M.sleep(seconds)
+  if type(seconds) ~= "number" or seconds < 0 or seconds ~= seconds then
+    lib.argerror("ffipar.sleep", "seconds must be a number >= 0, got " .. tostring(seconds))
+  end
+  local rc = C.ffipar_sleep(seconds)
+  if rc ~= 0 then return lib.fail(rc) end
+  return true
+end
+
+--- Seconds on a monotonic clock.
+function M.now()
+  return C.ffipar_now()
+end
+
+return M
