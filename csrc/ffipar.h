@@ -34,6 +34,8 @@ void ffipar_obj_retain(void *obj);
 void ffipar_obj_release(void *obj);
 /* The object's kind (an FFIPAR_K* value), for checks and debugging. */
 int  ffipar_obj_kind(const void *obj);
+/* How many shared objects exist now, in the whole process (leak tests). */
+int64_t ffipar_obj_live(void);
 
 enum {
   FFIPAR_KSHM = 1, FFIPAR_KTHREAD, FFIPAR_KMUTEX, FFIPAR_KCOND,
@@ -118,5 +120,45 @@ int      ffipar_phase_current(void);
 ** per-slot marks are `marks`; returns 0, or the id + 1 of another thread
 ** that wrote the slot earlier in the current phase. */
 int      ffipar_race_mark(void *marks, int64_t i);
+
+/* @section mutex */
+
+/* (declarations of mutex.c go here) */
+
+
+/* @section cond */
+
+/* (declarations of cond.c go here) */
+
+
+/* @section barrier */
+
+/* (declarations of barrier.c go here) */
+
+
+/* @section semaphore */
+
+/* (declarations of semaphore.c go here) */
+
+
+/* @section atomic */
+
+/* (declarations of atomic.c go here) */
+
+
+/* @section gate */
+
+/* (declarations of gate.c go here) */
+
+
+/* @section channel */
+
+/* (declarations of channel.c go here) */
+
+
+/* @section pool */
+
+/* (declarations of pool.c go here) */
+
 
 #pragma GCC visibility pop

@@ -24,8 +24,17 @@ void *cache_alloc(size_t size)
   return p;
 }
 
+/* Relaxed: a statistic, read only by tests once the threads they count are done. */
+static _Atomic int64_t live;
+
+int64_t ffipar_obj_live(void)
+{
+  return atomic_load_explicit(&live, memory_order_relaxed);
+}
+
 void obj_init(ffipar_obj *o, int kind, void (*destroy)(ffipar_obj *))
 {
+  atomic_fetch_add_explicit(&live, 1, memory_order_relaxed);
   atomic_init(&o->refs, 1);
   o->kind = kind;
   o->destroy = destroy;
@@ -43,8 +52,10 @@ void ffipar_obj_release(void *obj)
   ffipar_obj *o = obj;
   if (!o) return;
   /* acq_rel: the last release must see every write done under other refs. */
-  if (atomic_fetch_sub_explicit(&o->refs, 1, memory_order_acq_rel) == 1)
+  if (atomic_fetch_sub_explicit(&o->refs, 1, memory_order_acq_rel) == 1) {
+    atomic_fetch_sub_explicit(&live, 1, memory_order_relaxed);
     o->destroy(o);
+  }
 }
 
 int ffipar_obj_kind(const void *obj)

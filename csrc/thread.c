@@ -161,7 +161,7 @@ int ffipar_thread_new(ffipar_thread **out, const char *boot, size_t bootlen,
   t->path = dupn(path, strlen(path));
   t->cpath = dupn(cpath, strlen(cpath));
   if (!t->boot || !t->path || !t->cpath) {
-    thread_destroy(&t->hdr);
+    ffipar_obj_release(&t->hdr);
     return FFIPAR_ENOMEM;
   }
   t->id = atomic_fetch_add(&next_id, 1);
@@ -173,7 +173,8 @@ int ffipar_thread_new(ffipar_thread **out, const char *boot, size_t bootlen,
   int rc = pthread_create(&tid, &attr, thread_main, t);
   pthread_attr_destroy(&attr);
   if (rc != 0) {
-    thread_destroy(&t->hdr);
+    ffipar_obj_release(&t->hdr);              /* the worker's, never used */
+    ffipar_obj_release(&t->hdr);
     return FFIPAR_ESYS;
   }
   *out = t;

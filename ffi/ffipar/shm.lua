@@ -53,8 +53,8 @@ local function resolve(ctype, fname)
   if not ok then
     lib.argerror(fname, ("unknown ctype '%s' (declare it with par.cdef): %s"):format(name, ct), 3)
   end
-  local size = ffi.sizeof(ct)
-  if not size or size == 0 then
+  local okz, size = pcall(ffi.sizeof, ct)
+  if not okz or not size or size == 0 then
     lib.argerror(fname, ("ctype '%s' has no fixed size"):format(name), 3)
   end
   return ct, name, size

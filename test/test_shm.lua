@@ -1,0 +1,163 @@
+-- Shared memory: par.array, par.new, par.cdef, the race check.
+local lu = require "luaunit"
+local ffi = require "ffi"
+local par = require "ffipar"
+local util = require "util"
+
+TestShm = {}
+
+function TestShm:tearDown()
+  util.gc()
+end
+
+function TestShm:testArrayIsZeroedAlignedAndIndexed()
+  local a = par.array("double", 100)
+  lu.assertEquals(#a, 100)
+  lu.assertEquals(a[0], 0)
+  lu.assertEquals(a[99], 0)
+  a[5] = 2.5
+  lu.assertEquals(a[5], 2.5)
+  lu.assertEquals(a:ptr()[5], 2.5)
+  lu.assertEquals(util.addr(a:ptr()) % 64, 0)
+  lu.assertStrContains(tostring(a), "ffipar.array<double>[100]")
+end
+
+function TestShm:testEmptyArray()
+  lu.assertEquals(#par.array("int8_t", 0), 0)
+end
+
+function TestShm:testSameAddressInWorker()
+  local a = par.array("int64_t", 10)
+  local ok, addr = par.spawn(function(a)
+    for i = 0, #a - 1 do a[i] = i * i end
+    return tonumber(ffi.cast("intptr_t", a:ptr()))
+  end, a):join(10)
+  lu.assertTrue(ok)
+  lu.assertEquals(addr, util.addr(a:ptr()))
+  lu.assertEquals(tonumber(a[9]), 81)
+end
+
+function TestShm:testArrayReturnedFromWorkerOutlivesIt()
+  local ok, a = par.spawn(function()
+    local a = require("ffipar").array("int32_t", 3)
+    a[2] = 42
+    return a
+  end):join(10)
+  lu.assertTrue(ok)
+  util.gc()
+  lu.assertEquals(#a, 3)
+  lu.assertEquals(a[2], 42)
+end
+
+function TestShm:testMemoryFreedAfterLastHandle()
+  local before = util.settled_live()
+  local a = par.array("double", 1000)
+  lu.assertEquals(util.live(), before + 1)
+  local t = par.spawn(function(a) return a end, a)
+  lu.assertTrue(t:join(10))
+  a = nil
+  lu.assertEquals(util.live_settles(before + 2), before + 2) -- the thread keeps its results
+  t = nil
+  lu.assertEquals(util.live_settles(before), before)
+end
+
+function TestShm:testArrayOfStructs()
+  par.cdef("typedef struct { int32_t id; double score; } test_item_t;")
+  local a = par.array("test_item_t", 4)
+  a[1].score = 3.5
+  local ok, s = par.spawn(function(a) a[2].id = 7; return a[1].score end, a):join(10)
+  lu.assertEquals({ ok, s }, { true, 3.5 })
+  lu.assertEquals(a[2].id, 7)
+end
+
+function TestShm:testCtypeObjectAccepted()
+  local a = par.array(ffi.typeof("uint16_t"), 3)
+  a[0] = 65535
+  lu.assertEquals(a[0], 65535)
+end
+
+function TestShm:testNewStructIsShared()
+  par.cdef("typedef struct { int64_t hits; double sum; } test_stats_t;")
+  local st = par.new("test_stats_t", { 1, 0.5 })
+  lu.assertEquals(tonumber(st.hits), 1)
+  local ok = par.spawn(function(st) st.hits = st.hits + 10; st.sum = st.sum * 4 end, st):join(10)
+  lu.assertTrue(ok)
+  lu.assertEquals(tonumber(st.hits), 11)
+  lu.assertEquals(st.sum, 2)
+end
+
+function TestShm:testNewScalar()
+  local n = par.new("int32_t", 5)
+  lu.assertEquals(n[0], 5)
+end
+
+function TestShm:testCdefMadeAfterWorkerStartReachesIt()
+  -- Declarations are replayed before each message is decoded.
+  par.cdef("typedef struct { int16_t a, b; } test_late_t;")
+  local p = par.new("test_late_t", { 3, 4 })
+  lu.assertEquals({ par.spawn(function(p) return p.a + p.b end, p):join(10) }, { true, 7 })
+end
+
+function TestShm:testCdefTwiceIsHarmless()
+  par.cdef("typedef struct { int z; } test_twice_t;")
+  par.cdef("typedef struct { int z; } test_twice_t;")
+  lu.assertEquals(ffi.sizeof("test_twice_t"), 4)
+end
+
+function TestShm:testRefusals()
+  lu.assertErrorMsgContains("ffipar.array: unknown ctype 'no_such_t'", par.array, "no_such_t", 3)
+  lu.assertErrorMsgContains("ffipar.array: length must be an integer >= 0, got -1", par.array, "double", -1)
+  lu.assertErrorMsgContains("ffipar.array: length must be an integer >= 0, got 1.5", par.array, "double", 1.5)
+  lu.assertErrorMsgContains("too large", par.array, "double", 2^50)
+  lu.assertErrorMsgContains("options must be a table", par.array, "double", 1, true)
+  lu.assertErrorMsgContains("has no fixed size", par.array, "double[?]", 1)
+  lu.assertErrorMsgContains("ffipar.array: ctype must be a type name", par.array, 5, 1)
+  lu.assertErrorMsgContains("ffipar.new: unknown ctype", par.new, "nope_t")
+  lu.assertErrorMsgContains("ffipar.new: bad initializer", par.new, "int32_t", "x")
+  lu.assertErrorMsgContains("ffipar.cdef: declaration must be a string", par.cdef, 1)
+  lu.assertErrorMsgContains("ffipar.cdef:", par.cdef, "this is not C")
+end
+
+function TestShm:testCheckedArrayBounds()
+  local a = par.array("double", 4, { checked = true, name = "scores" })
+  a[3] = 1
+  lu.assertEquals(a[3], 1)
+  lu.assertErrorMsgContains("index 4 out of bounds for checked array 'scores' of length 4",
+    function() return a[4] end)
+  lu.assertErrorMsgContains("index -1 out of bounds", function() a[-1] = 0 end)
+  lu.assertErrorMsgContains("index 1.5 out of bounds", function() return a[1.5] end)
+end
+
+function TestShm:testRaceCheckNamesArrayIndexAndThreads()
+  local a = par.array("int32_t", 8, { checked = true, name = "board" })
+  local ok, err
+  par.phase(function()
+    local t1 = par.spawn(function(a) a[5] = 1 end, a)
+    assert(t1:join(10))
+    local t2 = par.spawn(function(a) a[5] = 2 end, a)
+    ok, err = t2:join(10)
+    err = err .. " | " .. t1:id() .. " " .. t2:id()
+  end)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "race on checked array 'board' index 5")
+  local id1, id2 = err:match("| (%d+) (%d+)$")
+  lu.assertStrContains(err, "worker " .. id1 .. " and worker " .. id2)
+end
+
+function TestShm:testNoRaceOutsidePhaseOrSameThread()
+  local a = par.array("int32_t", 8, { checked = true })
+  a[1] = 1
+  lu.assertTrue(par.spawn(function(a) a[1] = 2 end, a):join(10))
+  par.phase(function()
+    a[2] = 1
+    a[2] = 2                              -- same thread twice: fine
+    lu.assertTrue(par.spawn(function(a) a[3] = 2 end, a):join(10))
+  end)
+  lu.assertEquals(a[1], 2)
+end
+
+function TestShm:testPhaseRethrowsAndEnds()
+  lu.assertErrorMsgContains("inside", par.phase, function() error("inside") end)
+  lu.assertEquals(require("ffipar.lib").C.ffipar_phase_current(), 0)
+  lu.assertErrorMsgContains("ffipar.phase: argument #1 must be a function", par.phase, 1)
+end

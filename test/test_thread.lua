@@ -1,0 +1,194 @@
+-- Workers: spawn, join, status, cancel, detach, and what crosses.
+local lu = require "luaunit"
+local ffi = require "ffi"
+local par = require "ffipar"
+local util = require "util"
+
+TestThread = {}
+
+function TestThread:tearDown()
+  util.gc()
+end
+
+function TestThread:testJoinReturnsResults()
+  local t = par.spawn(function(a, b) return a + b, "x", nil, { k = { 1, 2 } } end, 2, 3)
+  local ok, sum, x, none, tab = t:join(10)
+  lu.assertTrue(ok)
+  lu.assertEquals(sum, 5)
+  lu.assertEquals(x, "x")
+  lu.assertNil(none)
+  lu.assertEquals(tab, { k = { 1, 2 } })
+  lu.assertEquals(t:status(), "done")
+end
+
+function TestThread:testJoinTwiceGivesSameResults()
+  local t = par.spawn(function() return 7 end)
+  lu.assertEquals({ t:join(10) }, { true, 7 })
+  lu.assertEquals({ t:join(10) }, { true, 7 })
+end
+
+function TestThread:testWorkerHasItsOwnState()
+  _G.ffipar_test_global = "main"
+  local t = par.spawn(function()
+    return rawget(_G, "ffipar_test_global"), type(require("ffi").cdef), type(require("ffipar").spawn)
+  end)
+  lu.assertEquals({ t:join(10) }, { true, nil, "function", "function" })
+  _G.ffipar_test_global = nil
+end
+
+function TestThread:testErrorCarriesWorkerTraceback()
+  local t = par.spawn(function()
+    local function inner() error("deep failure") end
+    inner()
+  end)
+  local ok, err = t:join(10)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "deep failure")
+  lu.assertStrContains(err, "stack traceback")
+  lu.assertStrContains(err, "in function 'inner'")
+  lu.assertEquals(t:status(), "failed")
+end
+
+function TestThread:testNonStringErrorValue()
+  local ok, err = par.spawn(function() error({ code = 1 }) end):join(10)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "table")
+end
+
+function TestThread:testJoinTimesOut()
+  local t = par.spawn(function() return require("ffipar").sleep(10) end)
+  local v, err = t:join(0.05)
+  lu.assertNil(v)
+  lu.assertEquals(err, "timeout")
+  lu.assertEquals(t:status(), "running")
+  t:cancel()
+  lu.assertEquals({ t:join(10) }, { true, nil, "cancelled" })
+end
+
+function TestThread:testJoinPollsWithZero()
+  local t = par.spawn(function() return require("ffipar").sleep(10) end)
+  lu.assertEquals({ t:join(0) }, { nil, "timeout" })
+  t:cancel()
+  lu.assertTrue(t:join(10))
+end
+
+function TestThread:testCancelSeenInHotLoop()
+  local t = par.spawn(function()
+    local par = require "ffipar"
+    local n = 0
+    while not par.cancelled() do n = n + 1 end
+    return n
+  end)
+  par.sleep(0.05)
+  t:cancel()
+  local ok, n = t:join(10)
+  lu.assertTrue(ok)
+  lu.assertTrue(n > 0)
+end
+
+function TestThread:testCancelledWorkerThatRaisesIsCancelled()
+  local t = par.spawn(function() assert(require("ffipar").sleep(10)) end)
+  t:cancel()
+  lu.assertEquals({ t:join(10) }, { nil, "cancelled" })
+  lu.assertEquals(t:status(), "cancelled")
+end
+
+function TestThread:testCancelledIsFalseInMain()
+  lu.assertFalse(par.cancelled())
+  lu.assertEquals(par.id(), 0)
+end
+
+function TestThread:testWorkerIds()
+  local a = par.spawn(function() return require("ffipar").id() end)
+  local b = par.spawn(function() return require("ffipar").id() end)
+  local _, ia = a:join(10)
+  local _, ib = b:join(10)
+  lu.assertEquals(ia, a:id())
+  lu.assertEquals(ib, b:id())
+  lu.assertNotEquals(ia, ib)
+  lu.assertTrue(ia > 0)
+end
+
+function TestThread:testDetachRefusesJoin()
+  local t = par.spawn(function() return 1 end)
+  t:detach()
+  lu.assertErrorMsgContains("detached", t.join, t, 1)
+end
+
+function TestThread:testSpawnRefusesNonFunction()
+  lu.assertErrorMsgContains("ffipar.spawn: argument #1 must be a function, got number", par.spawn, 42)
+end
+
+function TestThread:testJoinRefusesBadTimeout()
+  local t = par.spawn(function() end)
+  lu.assertErrorMsgContains("t:join: timeout must be a number >= 0 or nil, got -1", t.join, t, -1)
+  lu.assertErrorMsgContains("timeout must be", t.join, t, "soon")
+  lu.assertTrue(t:join(10))
+end
+
+function TestThread:testMisuseErrorPointsAtCaller()
+  local ok, err = pcall(function() par.spawn(nil) end)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "test_thread.lua")
+end
+
+function TestThread:testSleepRefusesNegative()
+  lu.assertErrorMsgContains("ffipar.sleep: seconds must be a number >= 0", par.sleep, -1)
+end
+
+function TestThread:testCpus()
+  lu.assertTrue(par.cpus() >= 1)
+end
+
+function TestThread:testHotLoopsWithTraceExits()
+  -- Many side exits and nested traces inside a worker, on both LuaJIT builds.
+  local t = par.spawn(function(n)
+    local s = 0
+    for i = 1, n do
+      if i % 3 == 0 then s = s + 1 elseif i % 7 == 0 then s = s - 2 else s = s + (i % 5) end
+      if i % 1000 == 0 then s = s + math.floor(math.sqrt(i)) end
+    end
+    return s
+  end, util.scale(3e6))
+  local n = util.scale(3e6)
+  local s = 0
+  for i = 1, n do
+    if i % 3 == 0 then s = s + 1 elseif i % 7 == 0 then s = s - 2 else s = s + (i % 5) end
+    if i % 1000 == 0 then s = s + math.floor(math.sqrt(i)) end
+  end
+  lu.assertEquals({ t:join(60) }, { true, s })
+end
+
+function TestThread:testCoroutinesInsideWorker()
+  local t = par.spawn(function(n)
+    local gen = coroutine.wrap(function()
+      for i = 1, n do coroutine.yield(i * 2) end
+    end)
+    local s = 0
+    for _ = 1, n do s = s + gen() end
+    return s
+  end, 100000)
+  lu.assertEquals({ t:join(30) }, { true, 100000 * 100001 })
+end
+
+function TestThread:testManyWorkersAtOnce()
+  local ts = {}
+  for i = 1, 16 do ts[i] = par.spawn(function(i) return i * i end, i) end
+  for i = 1, 16 do lu.assertEquals({ ts[i]:join(30) }, { true, i * i }) end
+end
+
+function TestThread:testNoObjectLeaksAfterJoin()
+  local before = util.settled_live()
+  for _ = 1, 20 do
+    local a = par.array("int32_t", 8)
+    assert(par.spawn(function(a) a[0] = 1; return a end, a):join(10))
+  end
+  lu.assertEquals(util.live_settles(before), before)
+end
+
+function TestThread:testTostring()
+  local t = par.spawn(function() end)
+  t:join(10)
+  lu.assertStrContains(tostring(t), "ffipar.thread")
+  lu.assertStrContains(tostring(t), "(done)")
+end

@@ -1,0 +1,67 @@
+-- test/util.lua: small helpers shared by the tests.
+local ffi = require "ffi"
+local par = require "ffipar"
+local M = {}
+
+-- Collect garbage until finalizers have run (twice is what LuaJIT needs).
+function M.gc()
+  collectgarbage()
+  collectgarbage()
+end
+
+-- Live shared objects in the process (see ffipar_obj_live).
+function M.live()
+  M.gc()
+  return tonumber(require("ffipar.lib").C.ffipar_obj_live())
+end
+
+-- Wait (bounded) until the live object count is `n`: a worker drops its own
+-- reference just after join returns.
+function M.live_settles(n)
+  return M.wait_until(function() return M.live() == n end, 5) and n or M.live()
+end
+
+-- The live count once workers that just finished have let go (bounded):
+-- the count is unchanged across 20 ms.
+function M.settled_live()
+  local last = M.live()
+  for _ = 1, 100 do
+    par.sleep(0.02)
+    local now = M.live()
+    if now == last then return now end
+    last = now
+  end
+  return last
+end
+
+-- Poll cond() until it is true or `limit` seconds pass; returns its value.
+function M.wait_until(cond, limit)
+  local deadline = par.now() + (limit or 5)
+  repeat
+    local v = cond()
+    if v then return v end
+    par.sleep(0.001)
+  until par.now() > deadline
+  return cond()
+end
+
+-- Resident set size of this process in KiB.
+function M.rss_kib()
+  local f = io.open("/proc/self/statm")
+  local _, rss = f:read("*n", "*n")
+  f:close()
+  return rss * 4
+end
+
+-- Address of a pointer as a number, for comparisons across states.
+function M.addr(p)
+  return tonumber(ffi.cast("intptr_t", p))
+end
+
+-- True when the suite runs under a sanitizer (slower: scale loops down).
+M.sanitizer = os.getenv("FFIPAR_SANITIZER")
+function M.scale(n)
+  return M.sanitizer and math.max(1, math.floor(n / 10)) or n
+end
+
+return M
