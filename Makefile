@@ -118,6 +118,9 @@ clean:
 	rm -f $(OBJS) $(LIB) $(CDEF) $(CTESTS)
 	-$(MAKE) -C bench/c clean 2>/dev/null
 
+# Concept-specific targets (e.g. the gate's model check) live in mk/*.mk.
+-include $(wildcard mk/*.mk)
+
 help:
 	@echo "make example | test | asan | tsan | test-luajit2 | model | bench | install | uninstall | clean"
 
