@@ -74,16 +74,24 @@ int    ffipar_self_cancelled(void);
 /* The path this shim was loaded from (workers load the same file). */
 const char *ffipar_lib_path(void);
 
+/* Bytecode of Lua modules for worker states, so they load ffipar without
+** searching or parsing files: put(name, code) keeps a copy (the first put of
+** a name wins); a worker's require finds it before package.path. */
+int  ffipar_modcache_put(const char *name, const char *code, size_t len);
+int  ffipar_modcache_has(const char *name);
+
 /* @section thread */
 
 typedef struct ffipar_thread ffipar_thread;
 
-/* Start a worker: a new OS thread with a new LuaJIT state that sets
-** package.path/cpath, loads `boot` (Lua source) and calls it with the thread.
-** Takes ownership of `payload` (may be NULL). *out holds one reference for
-** the caller; the running worker holds another. */
-int  ffipar_thread_new(ffipar_thread **out, const char *boot, size_t bootlen,
-                       ffipar_msg *payload, const char *path, const char *cpath);
+/* Start a worker: run the spawned function in a fresh LuaJIT state on
+** another OS thread. The state gets the standard libraries and
+** package.path/cpath, and runs require("ffipar.worker").run(t, payload).
+** Takes ownership of `payload`. *out holds one reference for the caller; the
+** running worker holds another. Finished workers park their OS thread (with
+** a new, never used state prepared) for the next spawn to reuse. */
+int  ffipar_thread_new(ffipar_thread **out, ffipar_msg *payload,
+                       const char *path, const char *cpath);
 /* For the worker itself: its payload (owned by the thread; do not free). */
 ffipar_msg *ffipar_thread_payload(ffipar_thread *t);
 /* For the worker itself: record success with results (takes ownership), or

@@ -24,6 +24,16 @@ local where = {
   pool = "pool",
 }
 
+-- The concept modules, for the worker module cache.
+M._modules = {}
+do
+  local seen = {}
+  for _, mod in pairs(where) do
+    if not seen[mod] then seen[mod] = true; M._modules[#M._modules + 1] = mod end
+  end
+  table.sort(M._modules)
+end
+
 setmetatable(M, {
   __index = function(t, k)
     local mod = where[k]

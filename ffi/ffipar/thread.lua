@@ -8,13 +8,23 @@ lib.declare("thread")
 
 local M = {}
 
--- The chunk a new worker state runs first (C passes the thread and the
--- shim's path); everything else is ordinary Lua in ffipar.worker.
-M.BOOT = [[
-local t, libpath = ...
-package.loaded["ffipar.libpath"] = libpath
-return require("ffipar.worker").main(t)
-]]
+-- Put the bytecode of every ffipar module into the shim's cache, once, so
+-- worker states load ffipar without searching or parsing files.
+local cached = false
+local function cache_modules()
+  cached = true
+  local names = { "ffipar", "ffipar.lib", "ffipar.cdef", "ffipar.wire", "ffipar.codec",
+    "ffipar.worker" }
+  for _, mod in ipairs(require("ffipar")._modules) do names[#names + 1] = "ffipar." .. mod end
+  for _, name in ipairs(names) do
+    local path = package.searchpath(name, package.path)
+    local chunk = path and loadfile(path)
+    if chunk then
+      local code = string.dump(chunk)
+      C.ffipar_modcache_put(name, code, #code)
+    end
+  end
+end
 
 local STATUS = { [0] = "running", "done", "failed", "cancelled" }
 local detached = setmetatable({}, { __mode = "k" })
@@ -71,8 +81,9 @@ function M.spawn(fn, ...)
   if type(fn) ~= "function" then
     lib.argerror("ffipar.spawn", "argument #1 must be a function, got " .. type(fn))
   end
+  if not cached then cache_modules() end
   local msg = codec.encode("ffipar.spawn", "argument", 1, 2, fn, ...)
-  local rc = C.ffipar_thread_new(out, M.BOOT, #M.BOOT, msg, package.path, package.cpath)
+  local rc = C.ffipar_thread_new(out, msg, package.path, package.cpath)
   if rc ~= 0 then error("ffipar.spawn: " .. select(2, lib.fail(rc)), 2) end
   return lib.own(out[0])
 end

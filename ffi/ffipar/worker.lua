@@ -1,46 +1,45 @@
--- ffipar.worker: the first Lua code a worker state runs. It decodes the
--- function and arguments, calls them under xpcall (so errors carry the
--- worker's traceback) and hands results or the error back to the shim.
-local ffi = require "ffi"
-local lib = require "ffipar.lib"
-local codec = require "ffipar.codec"
-local C = lib.C
-lib.declare("thread")
+-- ffipar.worker: what a worker state runs for each spawned function. The
+-- shim calls run(t, data) with the thread (light userdata) and the payload
+-- bytes (a string), or data == nil when the payload names shared objects
+-- and must be decoded through the FFI. Values that are plain (no cdata)
+-- never load the FFI: the common case stays cheap.
+local wire = require "ffipar.wire"
 
 local M = {}
-
-local function run(r)
-  return r[1](unpack(r, 2, r.n))
-end
 
 local function pack(...)
   return { n = select("#", ...), ... }
 end
 
-local function call(t)
-  local r = codec.decode(C.ffipar_thread_payload(t))
-  return pack(run(r))
+local function thread_ptr(t)
+  local ffi = require "ffi"
+  require("ffipar.lib").declare("thread")
+  return ffi.cast("ffipar_thread *", t), require("ffipar.lib").C
 end
 
-local function report(t, ok, r)
-  if ok then
-    local eok, msg = pcall(codec.encode, "ffipar worker", "result", 1, 1, unpack(r, 1, r.n))
-    if eok then
-      C.ffipar_thread_succeed(t, msg)
-      return
-    end
-    r = msg
+local function call(t, data)
+  local r
+  if data then
+    r = wire.decode(data)
+  else
+    local tp, C = thread_ptr(t)
+    r = require("ffipar.codec").decode(C.ffipar_thread_payload(tp))
   end
-  r = tostring(r)
-  C.ffipar_thread_fail(t, r, #r)
+  return pack(r[1](unpack(r, 2, r.n)))
 end
 
-function M.main(t)
-  t = ffi.cast("ffipar_thread *", t)
-  local ok, r = xpcall(call, debug.traceback, t)
-  report(t, ok, r)
+-- Returns true, result bytes | true (results already handed to the shim as
+-- a message naming shared objects) | false, error with traceback.
+function M.run(t, data)
+  local ok, r = xpcall(call, debug.traceback, t, data)
+  if not ok then return false, tostring(r) end
+  local eok, buf, objs = pcall(wire.encode, "ffipar worker", "result", 1, 1, unpack(r, 1, r.n))
+  if not eok then return false, tostring(buf) end
+  if #objs == 0 then return true, buf:tostring() end
+  local tp, C = thread_ptr(t)
+  C.ffipar_thread_succeed(tp, require("ffipar.codec").message(buf, objs, "ffipar worker", 1))
+  return true
 end
 
 M.pack = pack
-M.report = report
 return M

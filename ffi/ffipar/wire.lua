@@ -1,0 +1,226 @@
+-- ffipar.wire: the wire format of values crossing between Lua states, in
+-- pure Lua (no ffi), so a worker that receives only plain values and
+-- functions never pays for loading the FFI. Plain values go through
+-- string.buffer; Lua functions cross as bytecode with their upvalues;
+-- loaded modules and their members are looked up again by name. cdata is
+-- handed to ffipar.codec (loaded only when cdata is met), which turns
+-- ffipar handles into references to shared C objects.
+local buffer = require "string.buffer"
+
+local M = {}
+
+local TAG = "\0ffipar"
+M.TAG = TAG
+local buf = buffer.new()
+local dbuf = buffer.new()
+
+-- Loaded modules and their members, by value; rebuilt when package.loaded
+-- has grown since the last look.
+local modmap, modcount = {}, -1
+local function lookup_module(v)
+  local n = 0
+  for _ in pairs(package.loaded) do n = n + 1 end
+  if n ~= modcount then
+    modmap, modcount = {}, n
+    for name, mod in pairs(package.loaded) do
+      if type(name) == "string" and (type(mod) == "table" or type(mod) == "function") then
+        if modmap[mod] == nil or #name < #modmap[mod].n then
+          modmap[mod] = { [TAG] = "m", n = name }
+        end
+        if type(mod) == "table" and name ~= "_G" then
+          for k, f in pairs(mod) do
+            if type(k) == "string" and type(f) == "function" and not modmap[f] then
+              modmap[f] = { [TAG] = "mf", n = name, k = k }
+            end
+          end
+        end
+      end
+    end
+    for k, f in pairs(_G) do        -- globals such as print, pairs, tostring
+      if type(k) == "string" and type(f) == "function" and not modmap[f] then
+        modmap[f] = { [TAG] = "mf", n = "_G", k = k }
+      end
+    end
+  end
+  return modmap[v]
+end
+
+local dumps = setmetatable({}, { __mode = "k" })
+
+local conv
+
+local function conv_function(f, ctx, where)
+  local known = lookup_module(f)
+  if known then return known end
+  local id = ctx.fnid[f]
+  if id then return { [TAG] = "f", i = id } end
+  if debug.getinfo(f, "S").what == "C" then
+    error(where .. " is a C function that belongs to no loaded module", 0)
+  end
+  id = #ctx.fns + 1
+  ctx.fnid[f] = id
+  local code = dumps[f]
+  if not code then
+    code = string.dump(f)
+    dumps[f] = code
+  end
+  local entry = { c = code }
+  ctx.fns[id] = entry
+  local ups, i = {}, 1
+  while true do
+    local name, val = debug.getupvalue(f, i)
+    if name == nil then break end
+    ups[i] = conv(val, ctx, ("upvalue '%s' of %s"):format(name, where))
+    i = i + 1
+  end
+  entry.n, entry.u = i - 1, ups
+  return { [TAG] = "f", i = id }
+end
+
+local function conv_table(t, ctx, where)
+  local known = lookup_module(t)
+  if known then return known end
+  if ctx.seen[t] then error(where .. " is a table that contains itself", 0) end
+  ctx.seen[t] = true
+  local out
+  for k, v in pairs(t) do
+    local kw = type(k) == "string" and ("%s[%q]"):format(where, k) or ("%s[%s]"):format(where, tostring(k))
+    local ck, cv = conv(k, ctx, kw), conv(v, ctx, kw)
+    if out == nil and (ck ~= k or cv ~= v) then
+      out = {}
+      for k2, v2 in pairs(t) do
+        if k2 == k then break end
+        out[k2] = v2
+      end
+    end
+    if out then out[ck] = cv end
+  end
+  ctx.seen[t] = nil
+  return out or t
+end
+
+function conv(v, ctx, where)
+  local tv = type(v)
+  if tv == "nil" or tv == "boolean" or tv == "number" or tv == "string" then
+    return v
+  elseif tv == "table" then
+    return conv_table(v, ctx, where)
+  elseif tv == "function" then
+    ctx.marked = true
+    return conv_function(v, ctx, where)
+  elseif tv == "cdata" then
+    ctx.cdata = true
+    return require("ffipar.codec").conv_cdata(v, ctx, where)
+  elseif tv == "userdata" then
+    local known = lookup_module(v)
+    if known then return known end
+    local ffi = package.loaded.ffi
+    if ffi and v == ffi.C then ctx.marked = true; return { [TAG] = "C" } end
+  end
+  error(where .. " is a " .. (tv == "thread" and "coroutine" or tv) .. ", which cannot cross between threads", 0)
+end
+
+-- Encode values into the module's buffer. Returns the buffer (valid until
+-- the next encode) and the list of shared objects the values refer to.
+-- Errors are raised `level` above the caller, prefixed with `fname`; values
+-- are named "<label> #<first + i - 1>".
+function M.encode(fname, label, first, level, ...)
+  local n = select("#", ...)
+  local ctx = { objs = {}, fns = {}, fnid = {}, seen = {} }
+  local v = {}
+  for i = 1, n do
+    local x = select(i, ...)
+    local tx = type(x)
+    if tx == "number" or tx == "string" or tx == "boolean" or tx == "nil" then
+      v[i] = x
+    else
+      local ok, r = pcall(conv, x, ctx, ("%s #%d"):format(label, first + i - 1))
+      if not ok then error(fname .. ": " .. tostring(r), level + 1) end
+      v[i] = r
+    end
+  end
+  local w = { n = n, v = v }
+  if ctx.marked then w.m = true; w.f = ctx.fns end
+  buf:reset()
+  -- The first byte says whether decoding needs the FFI (int64 cdata and
+  -- handles do; string.buffer cannot decode them in a state without it).
+  buf:put(ctx.cdata and "F" or "P")
+  buf:encode(w)
+  return buf, ctx.objs
+end
+
+local unmark
+
+local function unmark_table(t, d)
+  local kind = t[TAG]
+  if kind ~= nil then
+    if kind == "f" then
+      return d.fns[t.i]
+    elseif kind == "m" then
+      return require(t.n)
+    elseif kind == "mf" then
+      return t.n == "_G" and _G[t.k] or require(t.n)[t.k]
+    end
+    return require("ffipar.codec").unmark_cdata(t, d)
+  end
+  local fix
+  for k, v in pairs(t) do
+    local ck, cv = k, v
+    if type(k) == "table" then ck = unmark(k, d) end
+    if type(v) == "table" then cv = unmark(v, d) end
+    if ck ~= k or cv ~= v then
+      fix = fix or {}
+      fix[#fix + 1] = { k, ck, cv }
+    end
+  end
+  if fix then
+    for i = 1, #fix do
+      local f = fix[i]
+      if f[1] ~= f[2] then t[f[1]] = nil end
+      t[f[2]] = f[3]
+    end
+  end
+  return t
+end
+
+function unmark(v, d)
+  if type(v) == "table" then return unmark_table(v, d) end
+  return v
+end
+
+-- Decode from a string, or from (pointer, length) of foreign memory.
+-- string.buffer's set() references the data without copying.
+-- `msg` is handed to codec for handles; `cache` maps bytecode to a loaded
+-- function (a pool worker loads a task's function once). Returns
+-- { n = count, ... }.
+function M.decode(data, len, msg, cache)
+  dbuf:set(data, len)
+  if dbuf:get(1) == "F" then require "ffi" end
+  local w = dbuf:decode()
+  dbuf:reset()
+  local v = w.v
+  v.n = w.n
+  if not w.m then return v end
+  local d = { msg = msg, fns = {} }
+  local used = {}
+  for i, e in ipairs(w.f) do
+    local f = cache and not used[e.c] and cache[e.c]
+    if not f then
+      f = assert(loadstring(e.c))
+      if cache and not used[e.c] then cache[e.c] = f end
+    end
+    used[e.c] = true
+    d.fns[i] = f
+  end
+  for i, e in ipairs(w.f) do
+    for j = 1, e.n do
+      debug.setupvalue(d.fns[i], j, unmark(e.u[j], d))
+    end
+  end
+  for i = 1, w.n do
+    v[i] = unmark(v[i], d)
+  end
+  return v
+end
+
+return M
