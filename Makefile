@@ -97,7 +97,8 @@ $(LJ2)/usr/bin/luajit:
 	  for f in *.deb; do dpkg -x $$f root; done
 test-luajit2: deps all $(CTESTS) $(LJ2)/usr/bin/luajit
 	LD_LIBRARY_PATH=$(LJ2)/usr/lib/x86_64-linux-gnu \
-	  $(RUN) FFIPAR_LUAJIT="$(CURDIR)/$(LJ2)/usr/bin/luajit" \
+	  LUA_PATH='ffi/?.lua;test/?.lua;tools/?.lua;$(LJ2)/usr/share/luajit-2.1.0-beta3/?.lua;;' \
+	  FFIPAR_LIB=./$(LIB) FFIPAR_LUAJIT="$(CURDIR)/$(LJ2)/usr/bin/luajit" \
 	  $(LJ2)/usr/bin/luajit test/run.lua $(TESTFLAGS)
 
 bench: deps all
