@@ -19,7 +19,6 @@ SHIM_LDFLAGS = -pthread -Wl,-z,nodelete
 
 # Debian packages the two README commands need; `make deps` installs the missing ones.
 DEPS ?= luajit libluajit-5.1-dev lua-unit gcc make pkg-config spin gnuplot-nox
-DEPS_SAN ?= libclang-rt-14-dev
 
 SRCS = $(sort $(wildcard csrc/*.c))
 OBJS = $(SRCS:.c=.o)
@@ -64,29 +63,29 @@ example: deps all
 test: deps all $(CTESTS)
 	$(RUN) $(LUAJIT) test/run.lua $(TESTFLAGS)
 
-# Sanitizer builds of the shim, run under the same suite. LuaJIT itself is
-# not instrumented, so the runtime is preloaded.
+# Sanitizer builds of the shim and the C tests, run under the same suite.
+# LuaJIT itself is not instrumented, so gcc's runtime is preloaded into it
+# (gcc's runtimes can be preloaded; clang's cannot).
+SAN_CC ?= gcc
 asan:
-	$(MAKE) EXTRA_DEPS="$(DEPS_SAN)" deps
 	$(MAKE) clean
-	$(MAKE) CC=clang CFLAGS="-O1 -g -fsanitize=address -fno-omit-frame-pointer" \
-	  SHIM_LDFLAGS="-pthread -Wl,-z,nodelete -fsanitize=address -shared-libasan" \
+	$(MAKE) CC=$(SAN_CC) CFLAGS="-O1 -g -fsanitize=address -fno-omit-frame-pointer" \
+	  SHIM_LDFLAGS="-pthread -Wl,-z,nodelete -fsanitize=address" \
 	  CTEST_CFLAGS="-fsanitize=address" all $(CTESTS)
 	$(RUN) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
-	  LD_PRELOAD=$$(clang -print-file-name=libclang_rt.asan-x86_64.so) \
-	  FFIPAR_SANITIZER=asan $(LUAJIT) test/run.lua $(TESTFLAGS)
-	$(MAKE) clean
+	  LD_PRELOAD=$$($(SAN_CC) -print-file-name=libasan.so) \
+	  FFIPAR_SANITIZER=asan $(LUAJIT) test/run.lua $(TESTFLAGS); \
+	  rc=$$?; $(MAKE) clean >/dev/null; exit $$rc
 
 tsan:
-	$(MAKE) EXTRA_DEPS="$(DEPS_SAN)" deps
 	$(MAKE) clean
-	$(MAKE) CC=clang CFLAGS="-O1 -g -fsanitize=thread" \
-	  SHIM_LDFLAGS="-pthread -Wl,-z,nodelete -fsanitize=thread -shared-libsan" \
+	$(MAKE) CC=$(SAN_CC) CFLAGS="-O1 -g -fsanitize=thread" \
+	  SHIM_LDFLAGS="-pthread -Wl,-z,nodelete -fsanitize=thread" \
 	  CTEST_CFLAGS="-fsanitize=thread" all $(CTESTS)
 	$(RUN) TSAN_OPTIONS="halt_on_error=1 report_signal_unsafe=0" \
-	  LD_PRELOAD=$$(clang -print-file-name=libclang_rt.tsan-x86_64.so) \
-	  FFIPAR_SANITIZER=tsan $(LUAJIT) test/run.lua $(TESTFLAGS)
-	$(MAKE) clean
+	  LD_PRELOAD=$$($(SAN_CC) -print-file-name=libtsan.so) \
+	  FFIPAR_SANITIZER=tsan $(LUAJIT) test/run.lua $(TESTFLAGS); \
+	  rc=$$?; $(MAKE) clean >/dev/null; exit $$rc
 
 # The suite on OpenResty's luajit2 (Debian's luajit2 conflicts with luajit,
 # so it is unpacked into build/luajit2 instead of installed).

@@ -92,13 +92,20 @@ static char *dupn(const char *s, size_t len)
   return d;
 }
 
+static char lib_path[4096];
+static pthread_once_t lib_path_once = PTHREAD_ONCE_INIT;
+
+static void find_lib_path(void)
+{
+  Dl_info info;
+  if (dladdr((void *)ffipar_lib_path, &info) && info.dli_fname)
+    strncpy(lib_path, info.dli_fname, sizeof(lib_path) - 1);
+}
+
 const char *ffipar_lib_path(void)
 {
-  static char path[4096];
-  Dl_info info;
-  if (!path[0] && dladdr((void *)ffipar_lib_path, &info) && info.dli_fname)
-    strncpy(path, info.dli_fname, sizeof(path) - 1);
-  return path;
+  pthread_once(&lib_path_once, find_lib_path);
+  return lib_path;
 }
 
 static void finish(ffipar_thread *t)
