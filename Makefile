@@ -75,7 +75,7 @@ asan:
 	$(RUN) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	  LD_PRELOAD=$$($(SAN_CC) -print-file-name=libasan.so) \
 	  FFIPAR_SANITIZER=asan $(LUAJIT) test/run.lua $(TESTFLAGS); \
-	  rc=$$?; $(MAKE) clean >/dev/null; exit $$rc
+	  rc=$$?; $(MAKE) clean >/dev/null; $(MAKE) all >/dev/null; exit $$rc
 
 tsan:
 	$(MAKE) clean
@@ -85,7 +85,7 @@ tsan:
 	$(RUN) TSAN_OPTIONS="halt_on_error=1 report_signal_unsafe=0" \
 	  LD_PRELOAD=$$($(SAN_CC) -print-file-name=libtsan.so) \
 	  FFIPAR_SANITIZER=tsan $(LUAJIT) test/run.lua $(TESTFLAGS); \
-	  rc=$$?; $(MAKE) clean >/dev/null; exit $$rc
+	  rc=$$?; $(MAKE) clean >/dev/null; $(MAKE) all >/dev/null; exit $$rc
 
 # The suite on OpenResty's luajit2 (Debian's luajit2 conflicts with luajit,
 # so it is unpacked into build/luajit2 instead of installed).
