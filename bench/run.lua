@@ -1,6 +1,7 @@
 -- bench/run.lua: `make bench`. Each bench/bench_*.lua returns a list of
--- cases { name, unit, target, limit = { abs, ratio }, lua = fn -> measure,
--- c = "command printing the C measure" }. Lua and C run alternately,
+-- cases { name, unit, target, limit = { abs, ratio, min_ratio }, lua = fn ->
+-- measure, c = "command printing the C measure" } (or baseline = fn ->
+-- measure, for a baseline measured in Lua, e.g. a raw pointer). Lua and C run alternately,
 -- RUNS times each, in this one process run; the table shows medians and
 -- the Lua/C ratio, and is written to bench/report/results.md.
 -- Usage: luajit bench/run.lua [pattern] ; BENCH_RUNS=n sets the runs.
@@ -46,6 +47,7 @@ for _, file in ipairs(ls("bench/bench_*.lua")) do
         if case.lua then lv[#lv + 1] = case.lua() end
         collectgarbage()
         if case.c then cv[#cv + 1] = run_c(case.c) end
+        if case.baseline then cv[#cv + 1] = case.baseline() end
       end
       local l, c = median(lv), median(cv)
       local ratio = (l and c and c > 0) and l / c or nil

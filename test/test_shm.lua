@@ -161,3 +161,24 @@ function TestShm:testPhaseRethrowsAndEnds()
   lu.assertEquals(require("ffipar.lib").C.ffipar_phase_current(), 0)
   lu.assertErrorMsgContains("ffipar.phase: argument #1 must be a function", par.phase, 1)
 end
+
+function TestShm:testArrayAccessCompiles()
+  local a = par.array("double", 1000)
+  local log = util.jit_log(function()
+    for _ = 1, 100 do
+      for i = 0, #a - 1 do a[i] = a[i] + i end
+    end
+  end)
+  util.assert_compiles(lu, log)
+  lu.assertEquals(a[999], 999 * 100)
+end
+
+function TestShm:testNewStructFieldAccessCompiles()
+  par.cdef("typedef struct { int64_t hits; double sum; } test_stats_t;")
+  local st = par.new("test_stats_t")
+  local log = util.jit_log(function()
+    for i = 1, 10000 do st.hits = st.hits + 1; st.sum = st.sum + i end
+  end)
+  util.assert_compiles(lu, log)
+  lu.assertEquals(tonumber(st.hits), 10000)
+end

@@ -53,6 +53,30 @@ function M.rss_kib()
   return rss * 4
 end
 
+-- Run fn() with jit.v logging to a temporary file; returns the log text.
+-- Tests use it to check that a hot loop compiles (a "loop" trace, no NYI).
+function M.jit_log(fn)
+  local v = require "jit.v"
+  local path = os.tmpname()
+  jit.flush()
+  v.on(path)
+  local ok, err = pcall(fn)
+  v.off()
+  local f = io.open(path, "rb")
+  local log = f:read("*a")
+  f:close()
+  os.remove(path)
+  assert(ok, err)
+  return log
+end
+
+-- Assert that a jit.v log shows a compiled loop and nothing that failed.
+function M.assert_compiles(lu, log)
+  lu.assertStrContains(log, "loop")
+  lu.assertNotStrContains(log, "NYI")
+  lu.assertNotStrContains(log, "abort")
+end
+
 -- Address of a pointer as a number, for comparisons across states.
 function M.addr(p)
   return tonumber(ffi.cast("intptr_t", p))
