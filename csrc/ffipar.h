@@ -164,9 +164,34 @@ int      ffipar_race_mark(void *marks, int64_t i);
 /* (declarations of channel.c go here) */
 
 
-/* @section pool */
+/* @section pool needs thread */
 
-/* (declarations of pool.c go here) */
+/* A pool: n long-lived workers, each with one LuaJIT state kept across
+** tasks, taking tasks from one FIFO queue. A task is an ffipar_thread
+** object (join, status, cancel work as for spawn) that a pool worker runs. */
+typedef struct ffipar_pool ffipar_pool;
+
+/* A pool with no workers yet; *out holds one reference. */
+int  ffipar_pool_new(ffipar_pool **out, const char *path, const char *cpath);
+/* Start one worker. With an init payload, the worker first runs it as a
+** task and *init_out receives its handle (one reference); with NULL, no
+** init runs and *init_out is untouched. */
+int  ffipar_pool_start(ffipar_pool *p, ffipar_msg *init, ffipar_thread **init_out);
+/* Queue a task (takes ownership of payload); *out is its handle.
+** FFIPAR_ECLOSED once the pool is closed. */
+int  ffipar_pool_submit(ffipar_pool *p, ffipar_msg *payload, ffipar_thread **out);
+/* No more tasks: workers finish the queue, then exit. Idempotent. */
+void ffipar_pool_close(ffipar_pool *p);
+/* Wait until every worker has exited (after close). */
+int  ffipar_pool_wait(ffipar_pool *p, double timeout);
+/* Tasks queued and not yet taken. */
+int  ffipar_pool_queued(ffipar_pool *p);
+
+/* Chunks of [0, n) for parallel loops. `job` is two int64_t in shared
+** memory: the next index and an abort flag. claim returns the start of the
+** next chunk of `step`, or -1 when [0, n) is used up or the job aborted. */
+double ffipar_pool_claim(int64_t *job, double step, double n);
+void   ffipar_pool_abort(int64_t *job);
 
 
 #pragma GCC visibility pop

@@ -41,8 +41,35 @@ int64_t now_ns(void);
 int  futex_wait(_Atomic uint32_t *addr, uint32_t expected, int64_t deadline);
 void futex_wake(_Atomic uint32_t *addr, int n);
 
+/* Spin for up to `ns` nanoseconds while *addr == value (a pause per probe).
+** Returns 1 once it differs, 0 when the time is up. Only for waits that are
+** usually short and where a core is likely free: a futex sleep and wake-up
+** costs tens of microseconds in a VM. */
+int  spin_while(_Atomic uint32_t *addr, uint32_t value, int64_t ns);
+
 /* The calling thread's cancel state, for blocking calls that must notice it
 ** before they sleep. */
 int  self_cancelled(void);
+
+/* state.c: new worker states. Each allocates first from its runner's
+** arena (kept warm across the states a runner makes). */
+struct lua_State;
+typedef struct arena {
+  char *base;
+  size_t top;
+} arena;
+struct lua_State *state_new(arena *a);   /* NULL when out of memory */
+void state_free(arena *a);               /* once no state uses the arena */
+void state_set_paths(struct lua_State *L, const char *path, const char *cpath);
+
+/* thread.c: run t's function in L on the calling thread (L stays open),
+** let t's joiner go, and drop the worker's reference to t. */
+void thread_run(struct lua_State *L, ffipar_thread *t);
+/* A thread object for a job that someone else will run: two references,
+** the caller's and the one thread_run drops. package.path/cpath are set
+** from path/cpath before the job runs, unless path is NULL. With `spin`, a joiner spins
+** briefly before it sleeps (for jobs that usually finish in microseconds). */
+ffipar_thread *thread_alloc(ffipar_msg *payload, const char *path, const char *cpath,
+                            int spin);
 
 #endif

@@ -1,13 +1,12 @@
 /*
 ** thread.c -- workers: an OS thread running its own LuaJIT state.
 **
-** The shim resolves the Lua C API from the running executable (luajit
-** exports it), so it never loads a second copy of LuaJIT. The worker's state
-** is created, used and closed on the worker's own thread; no Lua object is
-** ever touched by two threads.
+** A spawned function runs on a "runner": an OS thread that takes one job at
+** a time, each in a fresh state (state.c), and parks in between so the next
+** spawn skips pthread_create. A state is created, used and closed on its
+** runner's thread; no Lua object is ever touched by two threads.
 */
 #include "shim.h"
-#include <dlfcn.h>
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
@@ -15,7 +14,8 @@
 struct ffipar_thread {
   ffipar_obj hdr;              /* refs: the Lua handle and the running worker */
   int id;
-  _Atomic uint32_t done;       /* futex word: 0 running, 1 finished */
+  _Atomic uint32_t done;       /* futex word: RUNNING, WAITED or DONE */
+  int spin;                    /* a joiner spins a little first (pool tasks) */
   _Atomic int cancel;
   int failed;
   ffipar_msg *payload;
@@ -26,6 +26,11 @@ struct ffipar_thread {
   pthread_mutex_t wlock;       /* guards `waiting` against ffipar_thread_cancel */
   _Atomic uint32_t *waiting;   /* the futex this worker sleeps on, or NULL */
 };
+
+/* `done`: WAITED means a joiner sleeps (or is about to) on the word, so
+** finish() makes the wake-up call only when someone needs it. */
+enum { RUNNING = 0, WAITED = 1, DONE = 2 };
+#define JOIN_SPIN_NS 20000
 
 static _Thread_local ffipar_thread *self;
 static _Atomic int next_id = 1;
@@ -92,173 +97,11 @@ static char *dupn(const char *s, size_t len)
   return d;
 }
 
-static char lib_path[4096];
-static pthread_once_t lib_path_once = PTHREAD_ONCE_INIT;
-
-static void find_lib_path(void)
-{
-  Dl_info info;
-  if (dladdr((void *)ffipar_lib_path, &info) && info.dli_fname)
-    strncpy(lib_path, info.dli_fname, sizeof(lib_path) - 1);
-}
-
-const char *ffipar_lib_path(void)
-{
-  pthread_once(&lib_path_once, find_lib_path);
-  return lib_path;
-}
-
 static void finish(ffipar_thread *t)
 {
   /* Release: the joiner's acquire load of `done` sees results and errors. */
-  atomic_store_explicit(&t->done, 1, memory_order_release);
-  futex_wake(&t->done, 0x7fffffff);
-}
-
-/* ---- the module bytecode cache ---- */
-
-typedef struct modentry {
-  struct modentry *next;
-  size_t len;
-  char *code;
-  char name[];
-} modentry;
-
-/* Entries are never changed or freed once published, so the searcher may
-** use one after dropping the lock. */
-static pthread_mutex_t mod_lock = PTHREAD_MUTEX_INITIALIZER;
-static modentry *mods;
-
-static modentry *mod_find(const char *name)
-{
-  pthread_mutex_lock(&mod_lock);
-  modentry *e = mods;
-  while (e && strcmp(e->name, name) != 0) e = e->next;
-  pthread_mutex_unlock(&mod_lock);
-  return e;
-}
-
-int ffipar_modcache_has(const char *name)
-{
-  return mod_find(name) != NULL;
-}
-
-int ffipar_modcache_put(const char *name, const char *code, size_t len)
-{
-  size_t nlen = strlen(name);
-  modentry *e = malloc(sizeof(*e) + nlen + 1);
-  char *c = malloc(len ? len : 1);
-  if (!e || !c) { free(e); free(c); return FFIPAR_ENOMEM; }
-  memcpy(e->name, name, nlen + 1);
-  memcpy(c, code, len);
-  e->code = c;
-  e->len = len;
-  pthread_mutex_lock(&mod_lock);
-  modentry *x = mods;
-  while (x && strcmp(x->name, name) != 0) x = x->next;
-  if (!x) { e->next = mods; mods = e; }
-  pthread_mutex_unlock(&mod_lock);
-  if (x) { free(c); free(e); }
-  return FFIPAR_OK;
-}
-
-/* A package.loaders entry: load a cached module's bytecode. */
-static int cache_searcher(lua_State *L)
-{
-  const char *name = luaL_checkstring(L, 1);
-  modentry *e = mod_find(name);
-  if (!e) {
-    lua_pushfstring(L, "\n\tno cached ffipar module '%s'", name);
-    return 1;
-  }
-  if (luaL_loadbuffer(L, e->code, e->len, name) != 0) return lua_error(L);
-  return 1;
-}
-
-/* ---- worker states ---- */
-
-/* Worker states allocate from a per-runner arena first: a new state makes
-** ~500 small allocations that live as long as it does, and bumping a
-** pointer through memory the runner's previous state left warm is far
-** cheaper than malloc or LuaJIT's own mmap-backed allocator. Frees inside
-** the arena are ignored (the space comes back when the state closes); past
-** the arena, malloc takes over. LuaJIT accepts a custom allocator on 64-bit
-** only with GC64; where it refuses, luaL_newstate is used. */
-#define ARENA_SIZE (256 * 1024)
-
-typedef struct arena {
-  char *base;
-  size_t top;
-} arena;
-
-static void *arena_get(arena *a, size_t n)
-{
-  n = (n + 15) & ~(size_t)15;
-  if (!a->base || a->top + n > ARENA_SIZE) return NULL;
-  void *p = a->base + a->top;
-  a->top += n;
-  return p;
-}
-
-static void *state_alloc(void *ud, void *p, size_t osize, size_t nsize)
-{
-  arena *a = ud;
-  int inside = p && a->base && (char *)p >= a->base && (char *)p < a->base + ARENA_SIZE;
-  if (nsize == 0) {
-    if (!inside) free(p);
-    return NULL;
-  }
-  if (inside) {
-    if (nsize <= osize) return p;
-    void *q = arena_get(a, nsize);
-    if (!q) q = malloc(nsize);
-    if (q) memcpy(q, p, osize);
-    return q;
-  }
-  if (!p) {
-    void *q = arena_get(a, nsize);
-    if (q) return q;
-  }
-  return realloc(p, nsize);
-}
-
-static int state_panic(lua_State *L)
-{
-  (void)L;
-  return 0;   /* unreachable: workers run everything under lua_pcall */
-}
-
-static lua_State *state_new(arena *a)
-{
-  a->top = 0;
-  if (!a->base) a->base = malloc(ARENA_SIZE);
-  lua_State *L = lua_newstate(state_alloc, a);
-  if (!L) L = luaL_newstate();
-  if (!L) return NULL;
-  lua_atpanic(L, state_panic);
-  luaL_openlibs(L);
-  lua_getglobal(L, "package");
-  lua_getfield(L, -1, "loaders");               /* insert after preload */
-  int n = (int)lua_objlen(L, -1);
-  for (int i = n; i >= 2; i--) {
-    lua_rawgeti(L, -1, i);
-    lua_rawseti(L, -2, i + 1);
-  }
-  lua_pushcfunction(L, cache_searcher);
-  lua_rawseti(L, -2, 2);
-  lua_pop(L, 1);
-  lua_getfield(L, -1, "loaded");
-  lua_pushstring(L, ffipar_lib_path());
-  lua_setfield(L, -2, "ffipar.libpath");
-  lua_pop(L, 2);
-  /* Load the worker module now, off the spawn's critical path (it comes
-  ** from the module cache, which the first spawn filled). */
-  if (ffipar_modcache_has("ffipar.worker")) {
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "ffipar.worker");
-    lua_pcall(L, 1, 0, 0) == 0 ? (void)0 : lua_pop(L, 1);
-  }
-  return L;
+  if (atomic_exchange_explicit(&t->done, DONE, memory_order_release) == WAITED)
+    futex_wake(&t->done, 0x7fffffff);
 }
 
 static void fail_with_top(ffipar_thread *t, lua_State *L)
@@ -272,12 +115,7 @@ static void fail_with_top(ffipar_thread *t, lua_State *L)
 /* Run one spawned function in L: require("ffipar.worker").run(t, data). */
 static void run_job(lua_State *L, ffipar_thread *t)
 {
-  lua_getglobal(L, "package");
-  lua_pushstring(L, t->path);
-  lua_setfield(L, -2, "path");
-  lua_pushstring(L, t->cpath);
-  lua_setfield(L, -2, "cpath");
-  lua_pop(L, 1);
+  if (t->path) state_set_paths(L, t->path, t->cpath);
   lua_getglobal(L, "require");
   lua_pushliteral(L, "ffipar.worker");
   if (lua_pcall(L, 1, 1, 0) != 0) { fail_with_top(t, L); return; }
@@ -306,7 +144,7 @@ typedef struct runner {
   _Atomic uint32_t go;          /* futex: 0 parked, 1 a job was handed over */
   ffipar_thread *job;
   lua_State *L;                 /* a fresh, never used state, or NULL */
-  arena mem;                    /* where L allocates first */
+  arena mem;                    /* where L allocates first (state.c) */
   struct runner *next;
 } runner;
 
@@ -350,6 +188,16 @@ static int park(runner *r)
   }
 }
 
+void thread_run(lua_State *L, ffipar_thread *t)
+{
+  self = t;
+  if (!L) ffipar_thread_fail(t, "cannot create a Lua state (out of memory)", 41);
+  else run_job(L, t);
+  self = NULL;
+  finish(t);
+  ffipar_obj_release(&t->hdr);
+}
+
 static void *runner_main(void *arg)
 {
   runner *r = arg;
@@ -357,20 +205,15 @@ static void *runner_main(void *arg)
     ffipar_thread *t = r->job;
     r->job = NULL;
     if (!r->L) r->L = state_new(&r->mem);
-    self = t;
-    if (!r->L) ffipar_thread_fail(t, "cannot create a Lua state (out of memory)", 41);
-    else run_job(r->L, t);
-    self = NULL;
-    /* Results are out: let the joiner go, then close the state. Handles the
-    ** worker held are released a moment after join returns. */
-    finish(t);
-    ffipar_obj_release(&t->hdr);
+    thread_run(r->L, t);
+    /* The joiner is on its way: close the state (handles the worker held
+    ** are released a moment after join returns) and prepare the next one
+    ** before the next spawn asks. */
     if (r->L) lua_close(r->L);
-    r->L = NULL;
-    r->L = state_new(&r->mem);        /* ready before the next spawn asks */
+    r->L = state_new(&r->mem);
   } while (park(r));
   if (r->L) lua_close(r->L);
-  free(r->mem.base);
+  state_free(&r->mem);
   free(r);
   return NULL;
 }
@@ -401,26 +244,37 @@ static int start(ffipar_thread *t)
   return FFIPAR_OK;
 }
 
+ffipar_thread *thread_alloc(ffipar_msg *payload, const char *path, const char *cpath,
+                            int spin)
+{
+  ffipar_thread *t = calloc(1, sizeof(*t));
+  if (!t) { ffipar_msg_free(payload); return NULL; }
+  obj_init(&t->hdr, FFIPAR_KTHREAD, thread_destroy);
+  pthread_mutex_init(&t->wlock, NULL);
+  t->payload = payload;
+  t->spin = spin;
+  if (path) {
+    t->path = dupn(path, strlen(path));
+    t->cpath = dupn(cpath, strlen(cpath));
+  }
+  if (path && (!t->path || !t->cpath)) {
+    ffipar_obj_release(&t->hdr);
+    return NULL;
+  }
+  t->id = atomic_fetch_add(&next_id, 1);
+  ffipar_obj_retain(&t->hdr);                /* the one thread_run drops */
+  return t;
+}
+
 int ffipar_thread_new(ffipar_thread **out, ffipar_msg *payload,
                       const char *path, const char *cpath)
 {
   if (!payload) return FFIPAR_EINVAL;
-  ffipar_thread *t = calloc(1, sizeof(*t));
-  if (!t) { ffipar_msg_free(payload); return FFIPAR_ENOMEM; }
-  obj_init(&t->hdr, FFIPAR_KTHREAD, thread_destroy);
-  pthread_mutex_init(&t->wlock, NULL);
-  t->payload = payload;
-  t->path = dupn(path, strlen(path));
-  t->cpath = dupn(cpath, strlen(cpath));
-  if (!t->path || !t->cpath) {
-    ffipar_obj_release(&t->hdr);
-    return FFIPAR_ENOMEM;
-  }
-  t->id = atomic_fetch_add(&next_id, 1);
-  ffipar_obj_retain(&t->hdr);                /* the worker's own reference */
+  ffipar_thread *t = thread_alloc(payload, path, cpath, 0);
+  if (!t) return FFIPAR_ENOMEM;
   int rc = start(t);
   if (rc != 0) {
-    ffipar_obj_release(&t->hdr);              /* the worker's, never used */
+    ffipar_obj_release(&t->hdr);              /* the runner's, never used */
     ffipar_obj_release(&t->hdr);
     return rc;
   }
@@ -449,11 +303,16 @@ void ffipar_thread_fail(ffipar_thread *t, const char *err, size_t len)
 int ffipar_thread_join(ffipar_thread *t, double timeout)
 {
   int64_t deadline = deadline_of(timeout);
+  if (t->spin && deadline != 0) spin_while(&t->done, RUNNING, JOIN_SPIN_NS);
   for (;;) {
-    if (atomic_load_explicit(&t->done, memory_order_acquire)) return FFIPAR_OK;
-    int rc = futex_wait(&t->done, 0, deadline);
+    uint32_t v = atomic_load_explicit(&t->done, memory_order_acquire);
+    if (v == DONE) return FFIPAR_OK;
+    if (v == RUNNING &&
+        !atomic_compare_exchange_strong(&t->done, &v, WAITED))
+      continue;                              /* it changed: look again */
+    int rc = futex_wait(&t->done, WAITED, deadline);
     if (rc != FFIPAR_OK) {
-      if (atomic_load_explicit(&t->done, memory_order_acquire)) return FFIPAR_OK;
+      if (atomic_load_explicit(&t->done, memory_order_acquire) == DONE) return FFIPAR_OK;
       return rc;
     }
   }
@@ -461,7 +320,7 @@ int ffipar_thread_join(ffipar_thread *t, double timeout)
 
 int ffipar_thread_status(const ffipar_thread *t)
 {
-  if (!atomic_load_explicit(&t->done, memory_order_acquire)) return 0;
+  if (atomic_load_explicit(&t->done, memory_order_acquire) != DONE) return 0;
   if (!t->failed) return 1;
   return atomic_load_explicit(&t->cancel, memory_order_acquire) ? 3 : 2;
 }

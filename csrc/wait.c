@@ -72,6 +72,18 @@ int futex_wait(_Atomic uint32_t *addr, uint32_t expected, int64_t deadline)
   return FFIPAR_OK;
 }
 
+int spin_while(_Atomic uint32_t *addr, uint32_t value, int64_t ns)
+{
+  int64_t until = now_ns() + ns;
+  for (int i = 1;; i++) {
+    if (atomic_load_explicit(addr, memory_order_acquire) != value) return 1;
+    if ((i & 31) == 0 && now_ns() >= until) return 0;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+}
+
 void futex_wake(_Atomic uint32_t *addr, int n)
 {
   syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, n,

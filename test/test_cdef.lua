@@ -16,8 +16,8 @@ function TestCdef:testCdefMatchesHeader()
 end
 
 function TestCdef:testEverySectionParses()
-  for name, decl in pairs(require "ffipar.cdef") do
-    require("ffipar.lib").declare(name)
+  for name in pairs(require "ffipar.cdef") do
+    if name ~= "_needs" then require("ffipar.lib").declare(name) end
   end
 end
 

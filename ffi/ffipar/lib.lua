@@ -11,6 +11,7 @@ local declared = {}
 -- Declare one section of csrc/ffipar.h in this state (once).
 function M.declare(section)
   if not declared[section] then
+    for _, dep in ipairs(cdef._needs[section] or {}) do M.declare(dep) end
     ffi.cdef((assert(cdef[section], section)))
     declared[section] = true
   end

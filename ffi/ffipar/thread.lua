@@ -11,7 +11,8 @@ local M = {}
 -- Put the bytecode of every ffipar module into the shim's cache, once, so
 -- worker states load ffipar without searching or parsing files.
 local cached = false
-local function cache_modules()
+function M.cache_modules()
+  if cached then return end
   cached = true
   local names = { "ffipar", "ffipar.lib", "ffipar.cdef", "ffipar.wire", "ffipar.codec",
     "ffipar.worker" }
@@ -81,7 +82,7 @@ function M.spawn(fn, ...)
   if type(fn) ~= "function" then
     lib.argerror("ffipar.spawn", "argument #1 must be a function, got " .. type(fn))
   end
-  if not cached then cache_modules() end
+  M.cache_modules()
   local msg = codec.encode("ffipar.spawn", "argument", 1, 2, fn, ...)
   local rc = C.ffipar_thread_new(out, msg, package.path, package.cpath)
   if rc ~= 0 then error("ffipar.spawn: " .. select(2, lib.fail(rc)), 2) end

@@ -50,8 +50,11 @@ local dumps = setmetatable({}, { __mode = "k" })
 local conv
 
 local function conv_function(f, ctx, where)
-  local known = lookup_module(f)
-  if known then return known end
+  local code = dumps[f]                -- dumped before: not a module's
+  if not code then
+    local known = lookup_module(f)
+    if known then return known end
+  end
   local id = ctx.fnid[f]
   if id then return { [TAG] = "f", i = id } end
   if debug.getinfo(f, "S").what == "C" then
@@ -59,7 +62,6 @@ local function conv_function(f, ctx, where)
   end
   id = #ctx.fns + 1
   ctx.fnid[f] = id
-  local code = dumps[f]
   if not code then
     code = string.dump(f)
     dumps[f] = code

@@ -17,21 +17,34 @@ local function thread_ptr(t)
   return ffi.cast("ffipar_thread *", t), require("ffipar.lib").C
 end
 
+-- Functions already loaded in this state, by bytecode: a pool worker's
+-- state runs many tasks and loads each task function once.
+local fncache, cached = {}, 0
+
 local function call(t, data)
+  if cached > 256 then fncache, cached = {}, 0 end
   local r
   if data then
-    r = wire.decode(data)
+    r = wire.decode(data, nil, nil, fncache)
   else
     local tp, C = thread_ptr(t)
-    r = require("ffipar.codec").decode(C.ffipar_thread_payload(tp))
+    r = require("ffipar.codec").decode(C.ffipar_thread_payload(tp), fncache)
   end
+  cached = cached + 1
   return pack(r[1](unpack(r, 2, r.n)))
+end
+
+-- The error handler: the worker's traceback, added once (an error that
+-- already carries one, e.g. rethrown by a parallel loop, is left alone).
+local function traceback(e)
+  if type(e) == "string" and e:find("\nstack traceback:", 1, true) then return e end
+  return debug.traceback(type(e) == "string" and e or tostring(e), 2)
 end
 
 -- Returns true, result bytes | true (results already handed to the shim as
 -- a message naming shared objects) | false, error with traceback.
 function M.run(t, data)
-  local ok, r = xpcall(call, debug.traceback, t, data)
+  local ok, r = xpcall(call, traceback, t, data)
   if not ok then return false, tostring(r) end
   local eok, buf, objs = pcall(wire.encode, "ffipar worker", "result", 1, 1, unpack(r, 1, r.n))
   if not eok then return false, tostring(buf) end

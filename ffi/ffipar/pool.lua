@@ -1,0 +1,196 @@
+-- ffipar.pool: long-lived workers. A pool's workers keep their LuaJIT
+-- states across tasks, so a task costs a queue round trip, not a new state.
+--   local pool = par.pool()                       -- par.cpus() workers
+--   local f = pool:submit(fn, ...); local ok, r = f:join()
+--   pool:parallel_for(n, function(lo, hi, ...) ... end, ...)
+--   local best, at = pool:argmax(n, score, ...)
+--   pool:close()
+local ffi = require "ffi"
+local lib = require "ffipar.lib"
+local codec = require "ffipar.codec"
+local shm = require "ffipar.shm"
+require "ffipar.thread"               -- tasks are thread objects: join, status, cancel
+local C = lib.C
+lib.declare("thread")
+lib.declare("pool")
+
+local M = {}
+
+local pool = {}
+local pool_mt = { __index = pool }
+local out = ffi.new("ffipar_pool *[1]")
+local tout = ffi.new("ffipar_thread *[1]")
+
+local function close_handle(p)
+  C.ffipar_pool_close(p)             -- a forgotten pool lets its workers go
+  C.ffipar_obj_release(p)
+end
+
+--- A pool of n workers (default par.cpus()). opts.init: a function run once
+-- in each worker before any task; an error in it is raised here.
+function M.pool(n, opts)
+  if n == nil then n = C.ffipar_cpus() end
+  lib.count(n, "ffipar.pool", "worker count", 1, 1024, 2)
+  if opts ~= nil and type(opts) ~= "table" then
+    lib.argerror("ffipar.pool", "options must be a table or nil, got " .. type(opts))
+  end
+  local init = opts and opts.init
+  if init ~= nil and type(init) ~= "function" then
+    lib.argerror("ffipar.pool", "options.init must be a function, got " .. type(init))
+  end
+  local rc = C.ffipar_pool_new(out, package.path, package.cpath)
+  if rc ~= 0 then error("ffipar.pool: " .. select(2, lib.fail(rc)), 2) end
+  local p = ffi.gc(out[0], close_handle)
+  local self = setmetatable({ c = p, n = n, closed = false }, pool_mt)
+  require("ffipar.thread").cache_modules()
+  local inits = {}
+  for i = 1, n do
+    local msg = init and codec.encode("ffipar.pool", "options.init", 1, 2, init) or nil
+    rc = C.ffipar_pool_start(p, msg, tout)
+    if rc ~= 0 then
+      self:close()
+      error("ffipar.pool: cannot start worker " .. i .. ": " .. select(2, lib.fail(rc)), 2)
+    end
+    if init then inits[i] = lib.own(tout[0]) end
+  end
+  for i = 1, #inits do
+    local ok, err = inits[i]:join()
+    if not ok then
+      self:close()
+      error("ffipar.pool: init failed in a worker: " .. tostring(err), 2)
+    end
+  end
+  return self
+end
+
+local function check_open(self, fname)
+  if getmetatable(self) ~= pool_mt then
+    lib.argerror(fname, "call it as a method: pool:" .. fname:match("[%w_]+$") .. "(...)", 3)
+  end
+  if self.closed then lib.argerror(fname, "the pool is closed", 3) end
+end
+
+--- Run fn(...) on a pool worker; returns a future: f:join([timeout]) gives
+-- true, results... | false, err with traceback | nil, "timeout" | nil, "cancelled".
+function pool:submit(fn, ...)
+  check_open(self, "pool:submit")
+  if type(fn) ~= "function" then
+    lib.argerror("pool:submit", "argument #1 must be a function, got " .. type(fn))
+  end
+  local msg = codec.encode("pool:submit", "argument", 1, 2, fn, ...)
+  local rc = C.ffipar_pool_submit(self.c, msg, tout)
+  if rc ~= 0 then error("pool:submit: " .. select(2, lib.fail(rc)), 2) end
+  return lib.own(tout[0])
+end
+
+--- How many workers the pool has.
+function pool:size()
+  return self.n
+end
+
+--- Stop taking tasks, let queued and running ones finish, wait for the
+-- workers to exit. Idempotent.
+function pool:close()
+  if self.closed then return true end
+  self.closed = true
+  C.ffipar_pool_close(self.c)
+  C.ffipar_pool_wait(self.c, -1)
+  return true
+end
+
+---- parallel loops ----
+
+-- These run in the workers. `job` is a shared int64_t[2] (next index,
+-- abort flag); chunks are claimed dynamically, so uneven work still ends
+-- together, and each worker's chunks come in increasing order.
+local function run_chunks(job, n, chunk, fn, ...)
+  local C = require("ffipar.lib").C
+  require("ffipar.lib").declare("pool")
+  local p = job:ptr()
+  while true do
+    local lo = C.ffipar_pool_claim(p, chunk, n)
+    if lo < 0 then return end
+    local ok, err = xpcall(fn, debug.traceback, lo, math.min(lo + chunk, n), ...)
+    if not ok then
+      C.ffipar_pool_abort(p)
+      error(err, 0)
+    end
+  end
+end
+
+local function argmax_chunks(job, n, chunk, score, ...)
+  local C = require("ffipar.lib").C
+  require("ffipar.lib").declare("pool")
+  local p = job:ptr()
+  local nargs = select("#", ...)
+  local a1, a2, a3, a4 = ...
+  local best, at = -math.huge, nil
+  while true do
+    local lo = C.ffipar_pool_claim(p, chunk, n)
+    if lo < 0 then return best, at end
+    local hi = math.min(lo + chunk, n) - 1
+    if nargs <= 4 then
+      for i = lo, hi do
+        local s = score(i, a1, a2, a3, a4)
+        if s > best then best, at = s, i end
+      end
+    else
+      for i = lo, hi do
+        local s = score(i, ...)
+        if s > best then best, at = s, i end
+      end
+    end
+  end
+end
+
+-- Run `runner` on every worker over [0, n) as one parallel phase; returns
+-- the futures' results. The first error is raised (with the worker's
+-- traceback) after every worker has stopped.
+local function run_parallel(self, fname, n, fn, runner, ...)
+  check_open(self, fname)
+  lib.count(n, fname, "n", 0, nil, 3)
+  if type(fn) ~= "function" then
+    lib.argerror(fname, "argument #2 must be a function, got " .. type(fn), 2)
+  end
+  if n == 0 then return {} end
+  local job = shm.array("int64_t", 2)
+  local chunk = math.max(1, math.ceil(n / (self.n * 16)))
+  local futures, results, first_err = {}, {}, nil
+  shm.phase(function(...)
+    for i = 1, self.n do
+      local msg = codec.encode(fname, "argument", 2, 3, runner, job, n, chunk, fn, ...)
+      local rc = C.ffipar_pool_submit(self.c, msg, tout)
+      if rc ~= 0 then C.ffipar_pool_abort(job:ptr()); first_err = select(2, lib.fail(rc)); break end
+      futures[i] = lib.own(tout[0])
+    end
+    for i = 1, #futures do
+      local r = { futures[i]:join() }
+      if r[1] then results[#results + 1] = r
+      elseif not first_err then first_err = r[2] end
+    end
+  end, ...)
+  if first_err then error(first_err, 3) end
+  return results
+end
+
+--- fn(lo, hi, ...) over chunks [lo, hi) covering [0, n), on every worker.
+function pool:parallel_for(n, fn, ...)
+  run_parallel(self, "pool:parallel_for", n, fn, run_chunks, ...)
+  return true
+end
+
+--- The best score(i, ...) for i in [0, n) and its index (the lowest index
+-- among equal best scores): the serial loop's answer. nil when n == 0 or no
+-- score is above -math.huge.
+function pool:argmax(n, score, ...)
+  local results = run_parallel(self, "pool:argmax", n, score, argmax_chunks, ...)
+  local best, at = -math.huge, nil
+  for _, r in ipairs(results) do
+    local s, i = r[2], r[3]
+    if i ~= nil and (s > best or (s == best and (at == nil or i < at))) then best, at = s, i end
+  end
+  if at == nil then return nil end
+  return best, at
+end
+
+return M
