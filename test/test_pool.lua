@@ -1,0 +1,190 @@
+-- Pools: submit/join, init, parallel_for, argmax, the race check, close.
+local lu = require "luaunit"
+local par = require "ffipar"
+local util = require "util"
+
+TestPool = {}
+
+function TestPool:setUp()
+  self.pool = par.pool(2)
+end
+
+function TestPool:tearDown()
+  self.pool:close()
+  util.gc()
+end
+
+function TestPool:testSubmitJoin()
+  local f = self.pool:submit(function(a, b) return a + b, "x" end, 2, 3)
+  lu.assertEquals({ f:join(10) }, { true, 5, "x" })
+  lu.assertEquals(f:status(), "done")
+end
+
+function TestPool:testTaskErrorHasTraceback()
+  local ok, err = self.pool:submit(function() local function inner() error("task broke") end inner() end):join(10)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "task broke")
+  lu.assertStrContains(err, "stack traceback")
+  lu.assertStrContains(err, "inner")
+end
+
+function TestPool:testJoinTimeoutAndCancel()
+  local f = self.pool:submit(function()
+    local par = require "ffipar"
+    while not par.cancelled() do par.sleep(0.001) end
+    return "stopped"
+  end)
+  lu.assertEquals({ f:join(0.05) }, { nil, "timeout" })
+  f:cancel()
+  lu.assertEquals({ f:join(10) }, { true, "stopped" })
+  -- the worker is fine afterwards
+  lu.assertEquals({ self.pool:submit(function() return 1 end):join(10) }, { true, 1 })
+end
+
+function TestPool:testStatesAreKeptAndFunctionsLoadedOnce()
+  local fn = function()
+    _G.ffipar_test_calls = (_G.ffipar_test_calls or 0) + 1
+    return require("ffipar").id(), tostring(debug.getinfo(1, "f").func), _G.ffipar_test_calls
+  end
+  local seen, calls = {}, 0
+  local fs = {}
+  for i = 1, 40 do fs[i] = self.pool:submit(fn) end
+  for i = 1, 40 do
+    local ok, id, addr, n = fs[i]:join(10)
+    lu.assertTrue(ok)
+    seen[id] = seen[id] or {}
+    seen[id][addr] = true
+    calls = math.max(calls, n)
+  end
+  for id, addrs in pairs(seen) do
+    local k = 0
+    for _ in pairs(addrs) do k = k + 1 end
+    lu.assertEquals(k, 1, "worker " .. id .. " loaded the function more than once")
+  end
+  lu.assertTrue(calls > 1)                 -- globals persist across tasks in a worker
+end
+
+function TestPool:testInitRunsOncePerWorker()
+  local p = par.pool(2, { init = function() _G.ffipar_inited = (_G.ffipar_inited or 0) + 1 end })
+  local fs = {}
+  for i = 1, 10 do fs[i] = p:submit(function() return _G.ffipar_inited end) end
+  for i = 1, 10 do lu.assertEquals({ fs[i]:join(10) }, { true, 1 }) end
+  p:close()
+end
+
+function TestPool:testInitErrorRaised()
+  lu.assertErrorMsgContains("ffipar.pool: init failed in a worker", par.pool, 2,
+    { init = function() error("no init today") end })
+end
+
+function TestPool:testParallelForCoversEachIndexOnce()
+  local n = 10007
+  local a = par.array("int32_t", n, { checked = true })
+  self.pool:parallel_for(n, function(lo, hi, a) for i = lo, hi - 1 do a[i] = a[i] + 1 end end, a)
+  local bad = 0
+  for i = 0, n - 1 do if a[i] ~= 1 then bad = bad + 1 end end
+  lu.assertEquals(bad, 0)
+end
+
+function TestPool:testParallelForBalancesUnevenWork()
+  -- All the work is in the first indices; dynamic chunks spread it anyway.
+  local n = 64
+  local who = par.array("int32_t", n)
+  self.pool:parallel_for(n, function(lo, hi, who)
+    local par = require "ffipar"
+    for i = lo, hi - 1 do
+      if i < 16 then par.sleep(0.005) end
+      who[i] = par.id()
+    end
+  end, who)
+  local ids = {}
+  for i = 0, 15 do ids[who[i]] = true end
+  local k = 0
+  for _ in pairs(ids) do k = k + 1 end
+  lu.assertEquals(k, 2)
+end
+
+function TestPool:testParallelForRaisesAfterOthersStop()
+  local done = par.array("int32_t", 1)
+  local ok, err = pcall(self.pool.parallel_for, self.pool, 100, function(lo, hi, done)
+    if lo == 0 then error("chunk zero failed") end
+    require("ffipar").sleep(0.002)
+  end, done)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "chunk zero failed")
+  lu.assertStrContains(err, "stack traceback")
+  lu.assertEquals(self.pool:submit(function() return "alive" end):join(10), true)
+end
+
+function TestPool:testParallelForEmptyAndBadArguments()
+  lu.assertTrue(self.pool:parallel_for(0, function() error("never") end))
+  lu.assertErrorMsgContains("pool:parallel_for: n must be an integer >= 0, got -1",
+    self.pool.parallel_for, self.pool, -1, print)
+  lu.assertErrorMsgContains("pool:parallel_for: argument #2 must be a function",
+    self.pool.parallel_for, self.pool, 3, 4)
+  lu.assertErrorMsgContains("call it as a method", self.pool.parallel_for, 3, print)
+end
+
+function TestPool:testArgmaxEqualsSerial()
+  local sin, cos = math.sin, math.cos
+  local function score(i, k) return sin(0.001 * i) * cos(k * i) end
+  local n = 200000
+  local best, at = self.pool:argmax(n, score, 0.0007)
+  local sb, sa = -math.huge, nil
+  for i = 0, n - 1 do local s = score(i, 0.0007) if s > sb then sb, sa = s, i end end
+  lu.assertEquals({ best, at }, { sb, sa })
+end
+
+function TestPool:testArgmaxTiesGoToLowestIndex()
+  lu.assertEquals({ self.pool:argmax(10000, function(i) return i % 100 == 7 and 1 or 0 end) }, { 1, 7 })
+  lu.assertEquals({ self.pool:argmax(5000, function() return 3 end) }, { 3, 0 })
+end
+
+function TestPool:testArgmaxManyArgumentsAndEmpty()
+  local best, at = self.pool:argmax(100, function(i, a, b, c, d, e) return -(i - (a + b + c + d + e)) ^ 2 end,
+    1, 2, 3, 4, 5)
+  lu.assertEquals({ best, at }, { -0, 15 })
+  lu.assertNil(self.pool:argmax(0, function() return 1 end))
+end
+
+function TestPool:testRaceCheckInParallelFor()
+  local a = par.array("double", 4, { checked = true, name = "best" })
+  local ok, err = pcall(self.pool.parallel_for, self.pool, 64, function(lo, hi, a)
+    require("ffipar").sleep(0.002)
+    a[0] = lo                                  -- every chunk writes slot 0: a race
+  end, a)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "race on checked array 'best' index 0")
+  lu.assertStrMatches(err, ".*written by worker %d+ and worker %d+.*")
+end
+
+function TestPool:testCloseWaitsAndIsIdempotent()
+  local p = par.pool(1)
+  local f = p:submit(function() require("ffipar").sleep(0.1); return "finished" end)
+  lu.assertTrue(p:close())
+  lu.assertEquals({ f:join(0) }, { true, "finished" })
+  lu.assertTrue(p:close())
+  lu.assertErrorMsgContains("pool:submit: the pool is closed", p.submit, p, print)
+  lu.assertErrorMsgContains("pool:argmax: the pool is closed", p.argmax, p, 3, print)
+end
+
+function TestPool:testDefaultSizeAndBadArguments()
+  local p = par.pool()
+  lu.assertEquals(p:size(), par.cpus())
+  p:close()
+  lu.assertErrorMsgContains("ffipar.pool: worker count must be an integer >= 1", par.pool, 0)
+  lu.assertErrorMsgContains("ffipar.pool: options must be a table", par.pool, 2, 3)
+  lu.assertErrorMsgContains("ffipar.pool: options.init must be a function", par.pool, 2, { init = 1 })
+  lu.assertErrorMsgContains("pool:submit: argument #1 must be a function", self.pool.submit, self.pool, 1)
+end
+
+function TestPool:testNoLeaks()
+  local before = util.settled_live()
+  local p = par.pool(2)
+  local a = par.array("double", 100)
+  p:parallel_for(100, function(lo, hi, a) for i = lo, hi - 1 do a[i] = i end end, a)
+  p:submit(function(a) return a end, a):join(10)
+  p:close()
+  p, a = nil, nil
+  lu.assertEquals(util.settled_live(), before)
+end
