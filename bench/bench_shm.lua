@@ -33,6 +33,7 @@ return {
     name = "array a[i] checked, in a phase (C = raw)",
     unit = "ns/elem",
     target = "debug mode: cost shown, no target",
+    chart = false,
     lua = function() return par.phase(time_ns, chk) end,
     baseline = function() return time_ns(arr:ptr()) end,
   },

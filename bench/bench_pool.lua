@@ -1,0 +1,107 @@
+-- Pools: task round trip, and the two parallel jobs of the README (argmax
+-- over 1e7 scores, the 4000x4000 Mandelbrot bitmap) with 1 and 2 workers
+-- against C pthreads with the same split, in the same run.
+local par = require "ffipar"
+
+local ARGMAX_N = tonumber(os.getenv("BENCH_ARGMAX_N")) or 1e7
+local MANDEL_N = tonumber(os.getenv("BENCH_MANDEL_N")) or 4000
+
+local sin, cos = math.sin, math.cos
+local function score(i) return sin(0.001 * i) * cos(0.0007 * i) end
+
+-- The kernel of examples/mandelbrot.lua, loaded from there.
+local rows
+do
+  local src = assert(io.open("examples/mandelbrot.lua")):read("*a")
+  local body = src:match("\nlocal function rows%(.-\nend\n")
+  rows = assert(loadstring(body .. "\nreturn rows"))()
+end
+
+local function timed(workers, job)
+  local pool = par.pool(workers)
+  job(pool, 0.01)                              -- warm up: load, compile
+  local t0 = par.now()
+  job(pool, 1)
+  local t = par.now() - t0
+  pool:close()
+  return t
+end
+
+local function argmax(pool, scale)
+  pool:argmax(math.floor(ARGMAX_N * scale), score)
+end
+
+local function mandel(pool, scale)
+  local n = math.max(8, math.floor(MANDEL_N * scale))
+  local buf = par.array("uint8_t", math.floor((n + 7) / 8) * n)
+  pool:parallel_for(n, rows, buf, n)
+end
+
+return {
+  {
+    name = "pool task round trip (submit+join)",
+    unit = "us",
+    target = "<= 10 us (peers: spawn only, 120-440 us)",
+    limit = { abs = 10 },
+    lua = function()
+      local pool = par.pool(2)
+      local f = function() end
+      for _ = 1, 500 do pool:submit(f):join() end
+      local n = 5000
+      local t0 = par.now()
+      for _ = 1, n do pool:submit(f):join() end
+      local t = (par.now() - t0) / n * 1e6
+      pool:close()
+      return t
+    end,
+  },
+  {
+    name = "argmax 1e7, 1 worker (C: 1 thread)",
+    unit = "s",
+    lua = function() return timed(1, argmax) end,
+    c = "bench/c/argmax " .. ARGMAX_N .. " 1",
+  },
+  {
+    name = "argmax 1e7, 2 workers (C: 2 threads)",
+    unit = "s",
+    target = "<= 1.05x C",
+    limit = { ratio = 1.05 },
+    lua = function() return timed(2, argmax) end,
+    c = "bench/c/argmax " .. ARGMAX_N .. " 2",
+  },
+  {
+    name = "argmax speedup, 2 workers over 1",
+    unit = "x",
+    target = ">= 1.85x",
+    limit = { min = 1.85 },
+    -- From the medians above; the C column is C's own speedup.
+    derive = function(r)
+      local one, two = r["argmax 1e7, 1 worker (C: 1 thread)"], r["argmax 1e7, 2 workers (C: 2 threads)"]
+      return one.lua / two.lua, one.c / two.c
+    end,
+  },
+  {
+    name = "mandelbrot 4000, 1 worker (C: 1 thread)",
+    unit = "s",
+    lua = function() return timed(1, mandel) end,
+    c = "bench/c/mandelbrot " .. MANDEL_N .. " 1",
+  },
+  {
+    name = "mandelbrot 4000, 2 workers (C: 2 threads)",
+    unit = "s",
+    target = "<= 1.05x C",
+    limit = { ratio = 1.05 },
+    lua = function() return timed(2, mandel) end,
+    c = "bench/c/mandelbrot " .. MANDEL_N .. " 2",
+  },
+  {
+    name = "mandelbrot speedup, 2 workers over 1",
+    unit = "x",
+    target = ">= 1.85x",
+    limit = { min = 1.85 },
+    derive = function(r)
+      local one, two = r["mandelbrot 4000, 1 worker (C: 1 thread)"], r["mandelbrot 4000, 2 workers (C: 2 threads)"]
+      return one.lua / two.lua, one.c / two.c
+    end,
+  },
+}
