@@ -1,0 +1,22 @@
+# The examples run, check themselves, and refuse bad arguments.
+set -u
+LUAJIT=${FFIPAR_LUAJIT:-luajit}
+fails=0
+check() {  # check NAME EXPECTED-STATUS COMMAND...
+  local name=$1 want=$2; shift 2
+  out=$("$@" 2>&1); rc=$?
+  if [ $rc -ne $want ]; then echo "$name: exit $rc, want $want"; echo "$out" | tail -5; fails=$((fails + 1)); fi
+}
+d=$(mktemp -d); trap 'rm -rf "$d"' EXIT
+check "mandelbrot --check" 0 $LUAJIT examples/mandelbrot.lua 203 -w 2 --check -o "$d/m.pbm"
+head -c 12 "$d/m.pbm" | grep -q "P4" || { echo "mandelbrot: no P4 header"; fails=$((fails + 1)); }
+size=$(stat -c %s "$d/m.pbm"); want=$(( 11 + 26 * 203 ))   # "P4\n203 203\n" (11 bytes) + ceil(203/8) * 203
+[ "$size" -eq "$want" ] || { echo "mandelbrot: $size bytes, want $want"; fails=$((fails + 1)); }
+check "mandelbrot bad N" 2 $LUAJIT examples/mandelbrot.lua -w 0
+check "best_move" 0 $LUAJIT examples/best_move.lua -n 120 -s 5
+check "best_move --checked" 0 $LUAJIT examples/best_move.lua -n 60 -s 3 --checked
+check "best_move bad -n" 2 $LUAJIT examples/best_move.lua -n 2
+check "heavy_computation" 0 $LUAJIT examples/heavy_computation.lua -n 100000 -w 2
+check "heavy_computation --help" 0 $LUAJIT examples/heavy_computation.lua --help
+echo "examples: $fails failures"
+[ $fails -eq 0 ]
