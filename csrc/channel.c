@@ -1,0 +1,410 @@
+/*
+** channel.c -- bounded channels: many producers, many consumers.
+**
+** The ring is Dmitry Vyukov's bounded MPMC queue: every slot carries a
+** sequence number that says whose turn it is (a producer of round r sees
+** seq == pos, a consumer sees seq == pos + 1), so push and pop each take one
+** CAS on their own position counter and never a lock. `enq` also carries the
+** closed bit, so that a push can never land after close: the CAS compares
+** the whole word.
+**
+** Sleeping: a thread that finds the ring full (empty) announces itself in
+** push_waiters (pop_waiters), re-checks, and sleeps on the event counter
+** not_full (not_empty) through futex_wait. The other side publishes its
+** item, issues a seq_cst fence and reads the waiter count: either the
+** sleeper's re-check sees the item or the publisher sees the sleeper and
+** bumps the counter (Dekker's pattern; both sides fence). Selectors sleep on
+** a counter of their own, registered in every channel they watch.
+*/
+#include "shim.h"
+#include <sched.h>
+#include <stdalign.h>
+
+#define CLOSED_BIT (1ULL << 63)
+/* Tries before a waiter sleeps: a futex round trip costs microseconds, an
+** item usually arrives within a few hundred nanoseconds. */
+#define SPIN 100
+#define SELECT_STACK 16
+
+struct sel_node {
+  _Atomic uint32_t *ev;              /* the selector's futex word */
+  struct sel_node *prev, *next;
+};
+
+struct ffipar_channel {
+  ffipar_obj hdr;
+  uint64_t cap;                      /* the bound the user asked for */
+  uint64_t nslots;                   /* >= 2 (the ring needs two); = cap unless cap is 1 */
+  uint64_t mask;                     /* nslots - 1 when a power of two, else 0 */
+  size_t size, off, stride;          /* item bytes; their offset in a slot; slot bytes */
+  int untyped;
+  char *slots;
+  alignas(64) _Atomic uint64_t enq;  /* next push position | CLOSED_BIT */
+  alignas(64) _Atomic uint64_t deq;  /* next pop position */
+  alignas(64) _Atomic uint32_t not_empty;  /* bumped by pushes that see pop waiters */
+  _Atomic uint32_t not_full;               /* bumped by pops that see push waiters */
+  alignas(64) _Atomic uint32_t pop_waiters;
+  _Atomic uint32_t push_waiters;
+  _Atomic uint32_t sel_count;        /* registered selector nodes */
+  alignas(64) pthread_mutex_t sel_lock;   /* guards the selector list */
+  struct sel_node *sel_head;
+};
+
+typedef struct { _Atomic uint64_t seq; } slot_hdr;
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+static inline slot_hdr *slot_at(const ffipar_channel *c, uint64_t pos)
+{
+  uint64_t i = c->mask ? (pos & c->mask) : (pos % c->nslots);
+  return (slot_hdr *)(c->slots + i * c->stride);
+}
+
+static inline char *slot_data(const ffipar_channel *c, slot_hdr *s)
+{
+  return (char *)s + c->off;
+}
+
+/* One push attempt: OK, ETIMEOUT (full) or ECLOSED. */
+static int try_push(ffipar_channel *c, void *item)
+{
+  /* Relaxed: the position is only a guess until the CAS; the slot's seq
+  ** (acquire) is what orders our write after the previous consumer's read. */
+  uint64_t pos = atomic_load_explicit(&c->enq, memory_order_relaxed);
+  for (;;) {
+    if (pos & CLOSED_BIT) return FFIPAR_ECLOSED;
+    slot_hdr *s = slot_at(c, pos);
+    uint64_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
+    int64_t dif = (int64_t)(seq - pos);
+    if (dif == 0) {
+      if (c->nslots != c->cap) {
+        /* cap 1 runs on two slots; the bound is then checked by count.
+        ** Acquire: a stale deq only makes us report "full" and re-check. */
+        uint64_t d = atomic_load_explicit(&c->deq, memory_order_acquire);
+        if (pos - d >= c->cap) return FFIPAR_ETIMEOUT;
+      }
+      if (atomic_compare_exchange_weak_explicit(&c->enq, &pos, pos + 1,
+            memory_order_relaxed, memory_order_relaxed)) {
+        memcpy(slot_data(c, s), item, c->size);
+        /* Release: the consumer that sees seq == pos + 1 sees the item. */
+        atomic_store_explicit(&s->seq, pos + 1, memory_order_release);
+        return FFIPAR_OK;
+      }
+    } else if (dif < 0) {
+      return FFIPAR_ETIMEOUT;
+    } else {
+      pos = atomic_load_explicit(&c->enq, memory_order_relaxed);
+    }
+  }
+}
+
+/* One pop attempt: OK, ETIMEOUT (empty), ECLOSED (closed and drained) or
+** EBUSY (closed, but a push that claimed a slot before close has not
+** published it yet: retry soon, it is a few instructions away). */
+static int try_pop(ffipar_channel *c, void *out)
+{
+  uint64_t pos = atomic_load_explicit(&c->deq, memory_order_relaxed);
+  for (;;) {
+    slot_hdr *s = slot_at(c, pos);
+    uint64_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
+    int64_t dif = (int64_t)(seq - (pos + 1));
+    if (dif == 0) {
+      if (atomic_compare_exchange_weak_explicit(&c->deq, &pos, pos + 1,
+            memory_order_relaxed, memory_order_relaxed)) {
+        memcpy(out, slot_data(c, s), c->size);
+        /* Release: the producer of the next round sees our read done. */
+        atomic_store_explicit(&s->seq, pos + c->nslots, memory_order_release);
+        return FFIPAR_OK;
+      }
+    } else if (dif < 0) {
+      /* Acquire pairs with close's fetch_or: every push claimed before the
+      ** close is counted in e. */
+      uint64_t e = atomic_load_explicit(&c->enq, memory_order_acquire);
+      if (!(e & CLOSED_BIT)) return FFIPAR_ETIMEOUT;
+      return (e & ~CLOSED_BIT) == pos ? FFIPAR_ECLOSED : FFIPAR_EBUSY;
+    } else {
+      pos = atomic_load_explicit(&c->deq, memory_order_relaxed);
+    }
+  }
+}
+
+static void bump(_Atomic uint32_t *ev, int n)
+{
+  atomic_fetch_add(ev, 1);
+  futex_wake(ev, n);
+}
+
+static void wake_selectors(ffipar_channel *c)
+{
+  pthread_mutex_lock(&c->sel_lock);
+  for (struct sel_node *n = c->sel_head; n; n = n->next) bump(n->ev, 1);
+  pthread_mutex_unlock(&c->sel_lock);
+}
+
+/* After k items went in: wake sleeping consumers and selectors. The fence
+** orders our slot publication before the waiter counts (see the top). */
+static void after_push(ffipar_channel *c, int k)
+{
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load_explicit(&c->pop_waiters, memory_order_relaxed))
+    bump(&c->not_empty, k);
+  if (atomic_load_explicit(&c->sel_count, memory_order_relaxed))
+    wake_selectors(c);
+}
+
+static void after_pop(ffipar_channel *c, int k)
+{
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load_explicit(&c->push_waiters, memory_order_relaxed))
+    bump(&c->not_full, k);
+}
+
+typedef int (*op_fn)(ffipar_channel *, void *);
+
+/* Run `op` until it succeeds, the channel is closed, the deadline passes or
+** the caller is cancelled, sleeping on `ev` with `waiters` announced. */
+static int wait_op(ffipar_channel *c, op_fn op, void *p, _Atomic uint32_t *ev,
+                   _Atomic uint32_t *waiters, double timeout)
+{
+  int rc = op(c, p);
+  for (int i = 0; i < SPIN && (rc == FFIPAR_ETIMEOUT || rc == FFIPAR_EBUSY); i++) {
+    cpu_relax();
+    rc = op(c, p);
+  }
+  int64_t deadline = timeout == 0 ? 0 : deadline_of(timeout);
+  for (;;) {
+    while (rc == FFIPAR_EBUSY) { sched_yield(); rc = op(c, p); }
+    if (rc != FFIPAR_ETIMEOUT || deadline == 0) return rc;
+    uint32_t seen = atomic_load(ev);
+    /* seq_cst RMW then fence: our announcement is ordered before the
+    ** re-check below, against the publisher's fence (Dekker). */
+    atomic_fetch_add(waiters, 1);
+    atomic_thread_fence(memory_order_seq_cst);
+    rc = op(c, p);
+    if (rc != FFIPAR_ETIMEOUT) { atomic_fetch_sub(waiters, 1); continue; }
+    int w = futex_wait(ev, seen, deadline);
+    atomic_fetch_sub(waiters, 1);
+    if (w != FFIPAR_OK) {
+      if (w == FFIPAR_ETIMEOUT) {
+        rc = op(c, p);                  /* an item that came with the deadline */
+        if (rc == FFIPAR_OK || rc == FFIPAR_ECLOSED) return rc;
+      }
+      /* We may have swallowed a wake meant for the next waiter: pass it on. */
+      if (atomic_load(waiters)) bump(ev, 1);
+      return w;
+    }
+    rc = op(c, p);
+  }
+}
+
+/* The last reference is gone, so nobody pushes or pops: every claimed slot
+** is published. Queued messages are ours to free (with their handles). */
+static void channel_destroy(ffipar_obj *o)
+{
+  ffipar_channel *c = (ffipar_channel *)o;
+  if (c->untyped) {
+    uint64_t end = atomic_load(&c->enq) & ~CLOSED_BIT;
+    for (uint64_t pos = atomic_load(&c->deq); pos < end; pos++) {
+      ffipar_value *v = (ffipar_value *)slot_data(c, slot_at(c, pos));
+      if (v->tag == FFIPAR_VMSG) ffipar_msg_free(v->u.msg);
+    }
+  }
+  pthread_mutex_destroy(&c->sel_lock);
+  free(c->slots);
+  free(c);
+}
+
+int ffipar_channel_new(ffipar_channel **out, int64_t cap, size_t size,
+                       size_t align, int untyped)
+{
+  if (cap < 1 || cap > (1LL << 30)) return FFIPAR_EINVAL;
+  if (untyped) { size = sizeof(ffipar_value); align = 8; }
+  if (size == 0 || size > (1u << 20) || align == 0 || (align & (align - 1)) || align > 64)
+    return FFIPAR_EINVAL;
+  ffipar_channel *c = cache_alloc(sizeof(*c));
+  if (!c) return FFIPAR_ENOMEM;
+  c->cap = (uint64_t)cap;
+  c->nslots = cap < 2 ? 2 : (uint64_t)cap;
+  c->mask = (c->nslots & (c->nslots - 1)) ? 0 : c->nslots - 1;
+  c->size = size;
+  c->off = align > 8 ? align : 8;
+  size_t a = align > 8 ? align : 8;
+  c->stride = (c->off + size + a - 1) & ~(a - 1);
+  c->untyped = untyped != 0;
+  c->slots = cache_alloc(c->nslots * c->stride);
+  if (!c->slots) { free(c); return FFIPAR_ENOMEM; }
+  for (uint64_t i = 0; i < c->nslots; i++)
+    atomic_init(&slot_at(c, i)->seq, i);
+  pthread_mutex_init(&c->sel_lock, NULL);
+  obj_init(&c->hdr, FFIPAR_KCHANNEL, channel_destroy);
+  *out = c;
+  return FFIPAR_OK;
+}
+
+int ffipar_channel_push(ffipar_channel *c, const void *item, double timeout)
+{
+  int rc = wait_op(c, try_push, (void *)item, &c->not_full, &c->push_waiters, timeout);
+  if (rc == FFIPAR_OK) after_push(c, 1);
+  return rc;
+}
+
+int ffipar_channel_pop(ffipar_channel *c, void *out, double timeout)
+{
+  int rc = wait_op(c, try_pop, out, &c->not_empty, &c->pop_waiters, timeout);
+  if (rc == FFIPAR_OK) after_pop(c, 1);
+  return rc;
+}
+
+int ffipar_channel_push_many(ffipar_channel *c, const void *items, int n,
+                             double timeout)
+{
+  if (n < 1) return FFIPAR_EINVAL;
+  const char *p = items;
+  int rc = wait_op(c, try_push, (void *)p, &c->not_full, &c->push_waiters, timeout);
+  if (rc != FFIPAR_OK) return rc;
+  int k = 1;
+  while (k < n && try_push(c, (void *)(p + (size_t)k * c->size)) == FFIPAR_OK) k++;
+  after_push(c, k);
+  return k;
+}
+
+int ffipar_channel_pop_many(ffipar_channel *c, void *out, int n, double timeout)
+{
+  if (n < 1) return FFIPAR_EINVAL;
+  char *p = out;
+  int rc = wait_op(c, try_pop, p, &c->not_empty, &c->pop_waiters, timeout);
+  if (rc != FFIPAR_OK) return rc;
+  int k = 1;
+  while (k < n && try_pop(c, p + (size_t)k * c->size) == FFIPAR_OK) k++;
+  after_pop(c, k);
+  return k;
+}
+
+void ffipar_channel_close(ffipar_channel *c)
+{
+  /* seq_cst RMW: a waiter whose re-check missed the bit read its event
+  ** counter before the bumps below, so its futex_wait returns. */
+  uint64_t old = atomic_fetch_or(&c->enq, CLOSED_BIT);
+  if (old & CLOSED_BIT) return;
+  bump(&c->not_empty, 0x7fffffff);
+  bump(&c->not_full, 0x7fffffff);
+  wake_selectors(c);
+}
+
+int ffipar_channel_closed(const ffipar_channel *c)
+{
+  return (atomic_load((_Atomic uint64_t *)&c->enq) & CLOSED_BIT) != 0;
+}
+
+int64_t ffipar_channel_len(const ffipar_channel *c)
+{
+  /* A snapshot: the two loads are not one instant, so clamp. */
+  uint64_t d = atomic_load_explicit((_Atomic uint64_t *)&c->deq, memory_order_acquire);
+  uint64_t e = atomic_load_explicit((_Atomic uint64_t *)&c->enq, memory_order_acquire) & ~CLOSED_BIT;
+  int64_t n = (int64_t)(e - d);
+  if (n < 0) return 0;
+  return n > (int64_t)c->cap ? (int64_t)c->cap : n;
+}
+
+int64_t ffipar_channel_cap(const ffipar_channel *c)
+{
+  return (int64_t)c->cap;
+}
+
+size_t ffipar_channel_size(const ffipar_channel *c)
+{
+  return c->size;
+}
+
+/* ---- select ---- */
+
+/* One look at every channel, starting at `start`: OK (popped from
+** *which), ECLOSED (none has an item, *which is closed and drained), EBUSY
+** (a closed channel still has an item on its way), ETIMEOUT (nothing). */
+static int scan(ffipar_channel *const *chs, int n, void *out, int *which,
+                unsigned start)
+{
+  int closed = -1, busy = 0;
+  for (int k = 0; k < n; k++) {
+    int i = (int)((start + (unsigned)k) % (unsigned)n);
+    int rc = try_pop(chs[i], out);
+    if (rc == FFIPAR_OK) { *which = i; return FFIPAR_OK; }
+    if (rc == FFIPAR_ECLOSED && closed < 0) closed = i;
+    if (rc == FFIPAR_EBUSY) busy = 1;
+  }
+  if (busy) return FFIPAR_EBUSY;
+  if (closed >= 0) { *which = closed; return FFIPAR_ECLOSED; }
+  return FFIPAR_ETIMEOUT;
+}
+
+static _Thread_local unsigned rotation;
+
+int ffipar_channel_select(ffipar_channel *const *chs, int n, void *out,
+                          int *which, double timeout)
+{
+  if (n < 1) return FFIPAR_EINVAL;
+  unsigned start = rotation++;
+  int rc = scan(chs, n, out, which, start);
+  for (int i = 0; i < SPIN && (rc == FFIPAR_ETIMEOUT || rc == FFIPAR_EBUSY); i++) {
+    cpu_relax();
+    rc = scan(chs, n, out, which, start);
+  }
+  int64_t deadline = timeout == 0 ? 0 : deadline_of(timeout);
+  while (rc == FFIPAR_EBUSY) { sched_yield(); rc = scan(chs, n, out, which, start); }
+  if (rc == FFIPAR_ETIMEOUT && deadline != 0) {
+    struct sel_node stack[SELECT_STACK], *nodes = stack;
+    if (n > SELECT_STACK) {
+      nodes = malloc((size_t)n * sizeof(*nodes));
+      if (!nodes) return FFIPAR_ENOMEM;
+    }
+    _Atomic uint32_t ev;
+    atomic_init(&ev, 0);
+    for (int i = 0; i < n; i++) {
+      ffipar_channel *c = chs[i];
+      nodes[i].ev = &ev;
+      nodes[i].prev = NULL;
+      pthread_mutex_lock(&c->sel_lock);
+      nodes[i].next = c->sel_head;
+      if (c->sel_head) c->sel_head->prev = &nodes[i];
+      c->sel_head = &nodes[i];
+      atomic_fetch_add(&c->sel_count, 1);
+      pthread_mutex_unlock(&c->sel_lock);
+    }
+    /* Our registration is ordered before every re-scan (Dekker, as in
+    ** wait_op); a publisher that our scan misses sees sel_count > 0. */
+    atomic_thread_fence(memory_order_seq_cst);
+    for (;;) {
+      uint32_t seen = atomic_load(&ev);
+      rc = scan(chs, n, out, which, start);
+      if (rc == FFIPAR_EBUSY) { sched_yield(); continue; }
+      if (rc != FFIPAR_ETIMEOUT) break;
+      int w = futex_wait(&ev, seen, deadline);
+      if (w != FFIPAR_OK) {
+        if (w == FFIPAR_ETIMEOUT) {
+          rc = scan(chs, n, out, which, start);
+          if (rc == FFIPAR_OK || rc == FFIPAR_ECLOSED) break;
+        }
+        rc = w;
+        break;
+      }
+    }
+    /* Unlink under each lock: once we return, no publisher touches `ev`. */
+    for (int i = 0; i < n; i++) {
+      ffipar_channel *c = chs[i];
+      pthread_mutex_lock(&c->sel_lock);
+      if (nodes[i].prev) nodes[i].prev->next = nodes[i].next;
+      else c->sel_head = nodes[i].next;
+      if (nodes[i].next) nodes[i].next->prev = nodes[i].prev;
+      atomic_fetch_sub(&c->sel_count, 1);
+      pthread_mutex_unlock(&c->sel_lock);
+    }
+    if (nodes != stack) free(nodes);
+  }
+  if (rc == FFIPAR_OK) after_pop(chs[*which], 1);
+  return rc;
+}
