@@ -238,21 +238,48 @@ local function typed_kind(name, elem)
     return r
   end
 
-  --- Push items a[lo .. lo+n-1] of an array of the ctype (a cdata array
-  -- or a par.array): waits only for the first; returns how many went in.
-  function m.push_many(h, a, n, timeout, lo)
-    local p = a.ptr and a:ptr() or a
+  -- The element pointer and length of a cdata array of the ctype or a
+  -- par.array of it (a bare pointer has no known length).
+  local function base_slow(a, fname)
+    local ok, p, len = pcall(function()
+      if a.ptr then return ffi.cast(ptr_t, a:ptr()), #a end
+      return ffi.cast(ptr_t, a), ffi.sizeof(a) / size
+    end)
+    if not ok or not ffi_istype(ptr_t, p) then
+      lib.argerror(fname, ("expected an array of %s (cdata or par.array), got %s")
+        :format(name, type(a) == "cdata" and tostring(ffi.typeof(a)) or type(a)), 4)
+    end
+    return p, len
+  end
+  local function span(a, n, lo, fname)
+    local p, len
+    if ffi_istype(arr_t, a) then p, len = a, ffi.sizeof(a) / size
+    elseif ffi_istype(ptr_t, a) then p = a
+    else p, len = base_slow(a, fname) end
     lo = lo or 0
-    local rc = C.ffipar_channel_push_many(h.c, ffi.cast(ptr_t, p) + lo, n, secs(timeout, "ch:push_many"))
+    if type(n) ~= "number" or n < 1 or n % 1 ~= 0 or n > 2^31 - 1 then
+      lib.argerror(fname, "count must be an integer >= 1, got " .. tostring(n), 3)
+    end
+    if type(lo) ~= "number" or lo < 0 or lo % 1 ~= 0 or (len and lo + n > len) then
+      lib.argerror(fname, ("items [%s, %s) are outside the array of %s"):format(
+        tostring(lo), tostring(lo) .. "+" .. n, tostring(len)), 3)
+    end
+    return ffi.cast(ptr_t, p) + lo
+  end
+
+  --- Push n items a[lo .. lo+n-1] of an array of the ctype (a cdata array,
+  -- pointer or par.array); waits only for the first; returns how many went in.
+  function m.push_many(h, a, n, timeout, lo)
+    local t = secs(timeout, "ch:push_many")
+    local rc = C.ffipar_channel_push_many(h.c, span(a, n, lo, "ch:push_many"), n, t)
     if rc < 0 then return code(rc) end
     return rc
   end
 
   --- Pop up to n items into a[lo ...]; waits only for the first; returns how many.
   function m.pop_many(h, a, n, timeout, lo)
-    local p = a.ptr and a:ptr() or a
-    lo = lo or 0
-    local rc = C.ffipar_channel_pop_many(h.c, ffi.cast(ptr_t, p) + lo, n, secs(timeout, "ch:pop_many"))
+    local t = secs(timeout, "ch:pop_many")
+    local rc = C.ffipar_channel_pop_many(h.c, span(a, n, lo, "ch:pop_many"), n, t)
     if rc < 0 then return code(rc) end
     return rc
   end
