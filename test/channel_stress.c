@@ -2,7 +2,8 @@
 ** close racing against them and a selector reading two channels. Checks
 ** that every item pushed successfully is popped exactly once (by count and
 ** by a per-item mark) and that queued messages are freed with the channel.
-** Exits 0 on success; bounded by the item counts (no unbounded waits). */
+** Exits 0 on success; bounded by the item counts (no unbounded waits).
+** Built and run by test/proc_channel_stress.sh (with the suite's sanitizer). */
 #include "shim.h"
 #include <stdio.h>
 
