@@ -9,12 +9,15 @@
 ** the whole word.
 **
 ** Sleeping: a thread that finds the ring full (empty) announces itself in
-** push_waiters (pop_waiters), re-checks, and sleeps on the event counter
-** not_full (not_empty) through futex_wait. The other side publishes its
-** item, issues a seq_cst fence and reads the waiter count: either the
-** sleeper's re-check sees the item or the publisher sees the sleeper and
-** bumps the counter (Dekker's pattern; both sides fence). Selectors sleep on
-** a counter of their own, registered in every channel they watch.
+** push_waiters (pop_waiters) with a seq_cst RMW, re-checks, and sleeps on the
+** event counter not_full (not_empty) through futex_wait. The other side
+** publishes its slot with a seq_cst exchange, then reads the waiter count
+** (seq_cst). All four are in one total order, so either the sleeper's
+** re-check sees the item or the publisher sees the sleeper and bumps the
+** counter (Dekker's pattern, with no separate fence: on x86 the exchange is
+** the one locked instruction). Selectors sleep on a counter of their own,
+** registered in every channel they watch (sel_count plays the waiter count).
+** Slot seq loads are seq_cst for the same reason (a plain load on x86).
 */
 #include "shim.h"
 #include <sched.h>
@@ -41,6 +44,9 @@ struct ffipar_channel {
   char *slots;
   alignas(64) _Atomic uint64_t enq;  /* next push position | CLOSED_BIT */
   alignas(64) _Atomic uint64_t deq;  /* next pop position */
+  alignas(64) _Atomic uint32_t closed;     /* mirrors CLOSED_BIT, for consumers that
+                                           ** find the ring empty: reading it never
+                                           ** pulls enq's line away from producers */
   alignas(64) _Atomic uint32_t not_empty;  /* bumped by pushes that see pop waiters */
   _Atomic uint32_t not_full;               /* bumped by pops that see push waiters */
   alignas(64) _Atomic uint32_t pop_waiters;
@@ -70,8 +76,21 @@ static inline char *slot_data(const ffipar_channel *c, slot_hdr *s)
   return (char *)s + c->off;
 }
 
+/* Copy an item: fixed sizes become plain moves instead of a libc call. */
+static inline __attribute__((always_inline)) void copy_item(void *dst, const void *src, size_t n)
+{
+  switch (n) {
+  case 8: memcpy(dst, src, 8); break;
+  case 16: memcpy(dst, src, 16); break;
+  case 24: memcpy(dst, src, 24); break;
+  case 32: memcpy(dst, src, 32); break;
+  case sizeof(ffipar_value): memcpy(dst, src, sizeof(ffipar_value)); break;
+  default: memcpy(dst, src, n);
+  }
+}
+
 /* One push attempt: OK, ETIMEOUT (full) or ECLOSED. */
-static int try_push(ffipar_channel *c, void *item)
+static inline __attribute__((always_inline)) int try_push(ffipar_channel *c, void *item)
 {
   /* Relaxed: the position is only a guess until the CAS; the slot's seq
   ** (acquire) is what orders our write after the previous consumer's read. */
@@ -79,20 +98,21 @@ static int try_push(ffipar_channel *c, void *item)
   for (;;) {
     if (pos & CLOSED_BIT) return FFIPAR_ECLOSED;
     slot_hdr *s = slot_at(c, pos);
-    uint64_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
+    uint64_t seq = atomic_load(&s->seq);   /* seq_cst: see the top */
     int64_t dif = (int64_t)(seq - pos);
     if (dif == 0) {
       if (c->nslots != c->cap) {
         /* cap 1 runs on two slots; the bound is then checked by count.
-        ** Acquire: a stale deq only makes us report "full" and re-check. */
-        uint64_t d = atomic_load_explicit(&c->deq, memory_order_acquire);
+        ** A stale deq only makes us report "full" and re-check. */
+        uint64_t d = atomic_load(&c->deq);
         if (pos - d >= c->cap) return FFIPAR_ETIMEOUT;
       }
       if (atomic_compare_exchange_weak_explicit(&c->enq, &pos, pos + 1,
             memory_order_relaxed, memory_order_relaxed)) {
-        memcpy(slot_data(c, s), item, c->size);
-        /* Release: the consumer that sees seq == pos + 1 sees the item. */
-        atomic_store_explicit(&s->seq, pos + 1, memory_order_release);
+        copy_item(slot_data(c, s), item, c->size);
+        /* seq_cst exchange: releases the item to the consumer that sees
+        ** seq == pos + 1, and orders it before after_push's waiter check. */
+        atomic_exchange(&s->seq, pos + 1);
         return FFIPAR_OK;
       }
     } else if (dif < 0) {
@@ -106,26 +126,27 @@ static int try_push(ffipar_channel *c, void *item)
 /* One pop attempt: OK, ETIMEOUT (empty), ECLOSED (closed and drained) or
 ** EBUSY (closed, but a push that claimed a slot before close has not
 ** published it yet: retry soon, it is a few instructions away). */
-static int try_pop(ffipar_channel *c, void *out)
+static inline __attribute__((always_inline)) int try_pop(ffipar_channel *c, void *out)
 {
   uint64_t pos = atomic_load_explicit(&c->deq, memory_order_relaxed);
   for (;;) {
     slot_hdr *s = slot_at(c, pos);
-    uint64_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
+    uint64_t seq = atomic_load(&s->seq);   /* seq_cst: see the top */
     int64_t dif = (int64_t)(seq - (pos + 1));
     if (dif == 0) {
       if (atomic_compare_exchange_weak_explicit(&c->deq, &pos, pos + 1,
             memory_order_relaxed, memory_order_relaxed)) {
-        memcpy(out, slot_data(c, s), c->size);
-        /* Release: the producer of the next round sees our read done. */
-        atomic_store_explicit(&s->seq, pos + c->nslots, memory_order_release);
+        copy_item(out, slot_data(c, s), c->size);
+        /* seq_cst exchange: the producer of the next round sees our read
+        ** done, and it is ordered before after_pop's waiter check. */
+        atomic_exchange(&s->seq, pos + c->nslots);
         return FFIPAR_OK;
       }
     } else if (dif < 0) {
-      /* Acquire pairs with close's fetch_or: every push claimed before the
-      ** close is counted in e. */
-      uint64_t e = atomic_load_explicit(&c->enq, memory_order_acquire);
-      if (!(e & CLOSED_BIT)) return FFIPAR_ETIMEOUT;
+      if (!atomic_load(&c->closed)) return FFIPAR_ETIMEOUT;
+      /* Closed: close set the bit in enq before the flag, so e counts every
+      ** push that will ever be claimed. */
+      uint64_t e = atomic_load(&c->enq);
       return (e & ~CLOSED_BIT) == pos ? FFIPAR_ECLOSED : FFIPAR_EBUSY;
     } else {
       pos = atomic_load_explicit(&c->deq, memory_order_relaxed);
@@ -146,33 +167,32 @@ static void wake_selectors(ffipar_channel *c)
   pthread_mutex_unlock(&c->sel_lock);
 }
 
-/* After k items went in: wake sleeping consumers and selectors. The fence
-** orders our slot publication before the waiter counts (see the top). */
-static void after_push(ffipar_channel *c, int k)
+/* After k items went in: wake sleeping consumers and selectors. The loads
+** are seq_cst, after the publishing exchange (see the top). */
+static inline void after_push(ffipar_channel *c, int k)
 {
-  atomic_thread_fence(memory_order_seq_cst);
-  if (atomic_load_explicit(&c->pop_waiters, memory_order_relaxed))
-    bump(&c->not_empty, k);
-  if (atomic_load_explicit(&c->sel_count, memory_order_relaxed))
-    wake_selectors(c);
+  if (atomic_load(&c->pop_waiters)) bump(&c->not_empty, k);
+  if (atomic_load(&c->sel_count)) wake_selectors(c);
 }
 
-static void after_pop(ffipar_channel *c, int k)
+static inline void after_pop(ffipar_channel *c, int k)
 {
-  atomic_thread_fence(memory_order_seq_cst);
-  if (atomic_load_explicit(&c->push_waiters, memory_order_relaxed))
-    bump(&c->not_full, k);
+  if (atomic_load(&c->push_waiters)) bump(&c->not_full, k);
 }
 
 typedef int (*op_fn)(ffipar_channel *, void *);
 
+static int push_op(ffipar_channel *c, void *p) { return try_push(c, p); }
+static int pop_op(ffipar_channel *c, void *p) { return try_pop(c, p); }
+
 /* Run `op` until it succeeds, the channel is closed, the deadline passes or
 ** the caller is cancelled, sleeping on `ev` with `waiters` announced. */
-static int wait_op(ffipar_channel *c, op_fn op, void *p, _Atomic uint32_t *ev,
+static __attribute__((noinline)) int wait_op(ffipar_channel *c, op_fn op, void *p, _Atomic uint32_t *ev,
                    _Atomic uint32_t *waiters, double timeout)
 {
   int rc = op(c, p);
-  for (int i = 0; i < SPIN && (rc == FFIPAR_ETIMEOUT || rc == FFIPAR_EBUSY); i++) {
+  /* A poll (timeout 0) does not spin: it answers for the state right now. */
+  for (int i = 0; timeout != 0 && i < SPIN && (rc == FFIPAR_ETIMEOUT || rc == FFIPAR_EBUSY); i++) {
     cpu_relax();
     rc = op(c, p);
   }
@@ -181,10 +201,9 @@ static int wait_op(ffipar_channel *c, op_fn op, void *p, _Atomic uint32_t *ev,
     while (rc == FFIPAR_EBUSY) { sched_yield(); rc = op(c, p); }
     if (rc != FFIPAR_ETIMEOUT || deadline == 0) return rc;
     uint32_t seen = atomic_load(ev);
-    /* seq_cst RMW then fence: our announcement is ordered before the
-    ** re-check below, against the publisher's fence (Dekker). */
+    /* seq_cst RMW: our announcement precedes the re-check's seq_cst loads
+    ** in the total order (Dekker, see the top). */
     atomic_fetch_add(waiters, 1);
-    atomic_thread_fence(memory_order_seq_cst);
     rc = op(c, p);
     if (rc != FFIPAR_ETIMEOUT) { atomic_fetch_sub(waiters, 1); continue; }
     int w = futex_wait(ev, seen, deadline);
@@ -248,14 +267,18 @@ int ffipar_channel_new(ffipar_channel **out, int64_t cap, size_t size,
 
 int ffipar_channel_push(ffipar_channel *c, const void *item, double timeout)
 {
-  int rc = wait_op(c, try_push, (void *)item, &c->not_full, &c->push_waiters, timeout);
+  int rc = try_push(c, (void *)item);     /* the fast path, inline */
+  if (rc != FFIPAR_OK && rc != FFIPAR_ECLOSED)
+    rc = wait_op(c, push_op, (void *)item, &c->not_full, &c->push_waiters, timeout);
   if (rc == FFIPAR_OK) after_push(c, 1);
   return rc;
 }
 
 int ffipar_channel_pop(ffipar_channel *c, void *out, double timeout)
 {
-  int rc = wait_op(c, try_pop, out, &c->not_empty, &c->pop_waiters, timeout);
+  int rc = try_pop(c, out);
+  if (rc != FFIPAR_OK && rc != FFIPAR_ECLOSED)
+    rc = wait_op(c, pop_op, out, &c->not_empty, &c->pop_waiters, timeout);
   if (rc == FFIPAR_OK) after_pop(c, 1);
   return rc;
 }
@@ -265,7 +288,7 @@ int ffipar_channel_push_many(ffipar_channel *c, const void *items, int n,
 {
   if (n < 1) return FFIPAR_EINVAL;
   const char *p = items;
-  int rc = wait_op(c, try_push, (void *)p, &c->not_full, &c->push_waiters, timeout);
+  int rc = wait_op(c, push_op, (void *)p, &c->not_full, &c->push_waiters, timeout);
   if (rc != FFIPAR_OK) return rc;
   int k = 1;
   while (k < n && try_push(c, (void *)(p + (size_t)k * c->size)) == FFIPAR_OK) k++;
@@ -277,7 +300,7 @@ int ffipar_channel_pop_many(ffipar_channel *c, void *out, int n, double timeout)
 {
   if (n < 1) return FFIPAR_EINVAL;
   char *p = out;
-  int rc = wait_op(c, try_pop, p, &c->not_empty, &c->pop_waiters, timeout);
+  int rc = wait_op(c, pop_op, p, &c->not_empty, &c->pop_waiters, timeout);
   if (rc != FFIPAR_OK) return rc;
   int k = 1;
   while (k < n && try_pop(c, p + (size_t)k * c->size) == FFIPAR_OK) k++;
@@ -291,6 +314,7 @@ void ffipar_channel_close(ffipar_channel *c)
   ** counter before the bumps below, so its futex_wait returns. */
   uint64_t old = atomic_fetch_or(&c->enq, CLOSED_BIT);
   if (old & CLOSED_BIT) return;
+  atomic_store(&c->closed, 1);
   bump(&c->not_empty, 0x7fffffff);
   bump(&c->not_full, 0x7fffffff);
   wake_selectors(c);
@@ -350,7 +374,7 @@ int ffipar_channel_select(ffipar_channel *const *chs, int n, void *out,
   if (n < 1) return FFIPAR_EINVAL;
   unsigned start = rotation++;
   int rc = scan(chs, n, out, which, start);
-  for (int i = 0; i < SPIN && (rc == FFIPAR_ETIMEOUT || rc == FFIPAR_EBUSY); i++) {
+  for (int i = 0; timeout != 0 && i < SPIN && (rc == FFIPAR_ETIMEOUT || rc == FFIPAR_EBUSY); i++) {
     cpu_relax();
     rc = scan(chs, n, out, which, start);
   }
@@ -375,9 +399,8 @@ int ffipar_channel_select(ffipar_channel *const *chs, int n, void *out,
       atomic_fetch_add(&c->sel_count, 1);
       pthread_mutex_unlock(&c->sel_lock);
     }
-    /* Our registration is ordered before every re-scan (Dekker, as in
-    ** wait_op); a publisher that our scan misses sees sel_count > 0. */
-    atomic_thread_fence(memory_order_seq_cst);
+    /* Each registration is a seq_cst RMW before every re-scan (Dekker, as
+    ** in wait_op): a publisher that our scan misses sees sel_count > 0. */
     for (;;) {
       uint32_t seen = atomic_load(&ev);
       rc = scan(chs, n, out, which, start);
