@@ -193,6 +193,10 @@ function TestChannel:testTypedRecordsAreCopied()
   lu.assertTrue(ch:pop(0, into) == into)
   lu.assertEquals(tonumber(into.id), 9)
   lu.assertEquals({ ch:pop(0) }, { nil, "timeout" })
+  local arr = ffi.new("test_rec_t[2]")
+  arr[1].id = 11
+  lu.assertTrue(ch:push(arr + 1))                -- a pointer to one: its item is copied
+  lu.assertEquals(tonumber(ch:pop(0).id), 11)
 end
 
 function TestChannel:testTypedScalars()

@@ -188,6 +188,7 @@ local function typed_kind(name, elem)
   -- pcall on the compiled path).
   local function convert(v)
     if v == nil then lib.argerror(pname, "cannot push nil", 3) end
+    if v ~= nil and ffi_istype(ptr_t, v) then cin[0] = v[0]; return end
     if is_scalar then
       if type(v) ~= "number" and type(v) ~= "cdata" then
         lib.argerror(pname, ("expected %s, got %s"):format(name, type(v)), 3)
