@@ -165,6 +165,7 @@ int ffipar_thread_new(ffipar_thread **out, const char *boot, size_t bootlen,
     return FFIPAR_ENOMEM;
   }
   t->id = atomic_fetch_add(&next_id, 1);
+  (void)ffipar_lib_path();  /* fill the cached path now: pthread_create orders it before workers read it */
   ffipar_obj_retain(&t->hdr);                /* the worker's own reference */
   pthread_attr_t attr;
   pthread_attr_init(&attr);
