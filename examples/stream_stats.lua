@@ -308,11 +308,27 @@ local function round4(v)
   return math.floor(v / m + 0.5) * m
 end
 
--- The collector: merge partial aggregates; progress on stderr.
-local function collector(results_ch, every)
+-- The top 3 keys of a count table, as "key share%, ..." for the progress line.
+local function top3(t)
+  local best, total = {}, 0
+  for k, c in pairs(t or {}) do
+    total = total + c
+    best[#best + 1] = { k, c }
+  end
+  table.sort(best, function(a, b) return a[2] > b[2] end)
+  local out = {}
+  for i = 1, math.min(3, #best) do
+    out[i] = ("%s %.1f%%"):format(tostring(best[i][1]), 100 * best[i][2] / total)
+  end
+  return table.concat(out, ", ")
+end
+
+-- The collector: merge partial aggregates; a rolling progress line on
+-- stderr (lines, rate over the last interval, the leading keys of `dim`).
+local function collector(results_ch, every, dim)
   local par = require "ffipar"
   local tot = { n = 0, bad = 0, count = {}, dist = {}, distinct = {} }
-  local t0, last = par.now(), par.now()
+  local t0, last, last_n = par.now(), par.now(), 0
   for agg in results_ch:iter() do
     tot.n, tot.bad = tot.n + agg.n, tot.bad + agg.bad
     for dim, t in pairs(agg.count) do
@@ -333,8 +349,9 @@ local function collector(results_ch, every)
     end
     local now = par.now()
     if every > 0 and now - last >= every then
-      last = now
-      io.stderr:write(("\r%d lines, %.0f lines/s   "):format(tot.n, tot.n / (now - t0)))
+      io.stderr:write(("\r%d lines, %.0f lines/s, %s: %s   "):format(tot.n,
+        (tot.n - last_n) / (now - last), dim, top3(tot.count[dim])))
+      last, last_n = now, tot.n
       io.stderr:flush()
     end
   end
@@ -347,7 +364,9 @@ local analyzers = {}
 for i = 1, opt.workers do
   analyzers[i] = par.spawn(analyzer, lines_ch, results_ch, format, cfg)
 end
-local coll = par.spawn(collector, results_ch, opt.every)
+local MAIN_DIM = { combined = "status", dpkg = "action", apt = "operation", syslog = "program",
+  csv = cfg.key_name or "-", lines = "word" }
+local coll = par.spawn(collector, results_ch, opt.every, MAIN_DIM[format])
 
 ---- read and feed ----
 
