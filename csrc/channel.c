@@ -28,6 +28,7 @@
 ** item usually arrives within a few hundred nanoseconds. */
 #define SPIN 100
 #define SELECT_STACK 16
+#define RING_MAX (1ULL << 30)     /* bytes of slots per channel */
 
 struct sel_node {
   _Atomic uint32_t *ev;              /* the selector's futex word */
@@ -241,7 +242,7 @@ static void channel_destroy(ffipar_obj *o)
 int ffipar_channel_new(ffipar_channel **out, int64_t cap, size_t size,
                        size_t align, int untyped)
 {
-  if (cap < 1 || cap > (1LL << 30)) return FFIPAR_EINVAL;
+  if (cap < 1 || cap > (1LL << 24)) return FFIPAR_EINVAL;
   if (untyped) { size = sizeof(ffipar_value); align = 8; }
   if (size == 0 || size > (1u << 20) || align == 0 || (align & (align - 1)) || align > 64)
     return FFIPAR_EINVAL;
@@ -255,6 +256,8 @@ int ffipar_channel_new(ffipar_channel **out, int64_t cap, size_t size,
   size_t a = align > 8 ? align : 8;
   c->stride = (c->off + size + a - 1) & ~(a - 1);
   c->untyped = untyped != 0;
+  /* The ring is zeroed and touched whole at creation: bound it. */
+  if (c->nslots * c->stride > RING_MAX) { free(c); return FFIPAR_EINVAL; }
   c->slots = cache_alloc(c->nslots * c->stride);
   if (!c->slots) { free(c); return FFIPAR_ENOMEM; }
   for (uint64_t i = 0; i < c->nslots; i++)

@@ -173,10 +173,12 @@ typedef struct ffipar_value {
   union { double n; ffipar_msg *msg; char s[48]; } u;
 } ffipar_value;
 
-/* A new open channel of `cap` items (1 <= cap <= 2^30) of `size` bytes
-** aligned to `align`; `untyped` != 0 makes items ffipar_value (size and
-** align are then ignored) and lets the channel free queued messages when it
-** is destroyed. *out holds one reference. FFIPAR_EINVAL or _ENOMEM. */
+/* A new open channel of `cap` items (1 <= cap <= 2^24) of `size` bytes
+** (1 .. 2^20) aligned to `align` (a power of two <= 64); `untyped` != 0 makes
+** items ffipar_value (size and align are then ignored) and lets the channel
+** free queued messages when it is destroyed. The ring (cap slots of about
+** size + 8 bytes) must fit in 1 GiB. *out holds one reference.
+** FFIPAR_EINVAL (out of these bounds) or _ENOMEM. */
 int  ffipar_channel_new(ffipar_channel **out, int64_t cap, size_t size,
                         size_t align, int untyped);
 /* Copy one item (size bytes at `item`) in, waiting for room up to `timeout`.

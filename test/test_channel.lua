@@ -132,7 +132,10 @@ function TestChannel:testBadCapacity()
   lu.assertErrorMsgContains("capacity must be an integer >= 1", par.channel, 1.5)
   lu.assertErrorMsgContains("capacity must be an integer >= 1", par.channel, "8")
   lu.assertErrorMsgContains("capacity must be an integer >= 1", par.channel, nil)
-  lu.assertErrorMsgContains("<= 1073741824", par.channel, 2^31)
+  lu.assertErrorMsgContains("<= 16777216", par.channel, 2^25)
+  par.cdef "typedef struct { char b[4096]; } test_page_t;"
+  lu.assertErrorMsgContains("ffipar.channel: capacity 1000000 of 4096-byte 'test_page_t' items is too large",
+    par.channel, 1e6, "test_page_t")
 end
 
 function TestChannel:testBadCtype()

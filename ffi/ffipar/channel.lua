@@ -333,10 +333,10 @@ local function wrap(ptr, kind)
   return untyped_ct(ptr)
 end
 
---- A new channel of capacity cap (1 .. 2^30). Without ctype it carries Lua
+--- A new channel of capacity cap (1 .. 2^24; the ring fits in 1 GiB). Without ctype it carries Lua
 -- values; with ctype (a fixed-size type name or named ctype) it copies items.
 function M.channel(cap, ctype)
-  lib.count(cap, "ffipar.channel", "capacity", 1, 2^30, 2)
+  lib.count(cap, "ffipar.channel", "capacity", 1, 2^24, 2)
   local kind
   if ctype ~= nil then
     local elem, name = resolve(ctype)
@@ -344,6 +344,11 @@ function M.channel(cap, ctype)
   end
   local rc = C.ffipar_channel_new(chp, cap, kind and kind.size or 0, kind and kind.align or 8,
     kind and 0 or 1)
+  if rc == C.FFIPAR_EINVAL then
+    lib.argerror("ffipar.channel", ("capacity %d of %s is too large (a channel's ring is "
+      .. "limited to 1 GiB)"):format(cap, kind and ("%d-byte '%s' items"):format(kind.size, kind.name)
+      or "values"))
+  end
   if rc ~= 0 then error("ffipar.channel: " .. select(2, lib.fail(rc)), 2) end
   return wrap(chp[0], kind)
 end
