@@ -8,16 +8,19 @@
 ** closed bit, so that a push can never land after close: the CAS compares
 ** the whole word.
 **
-** Sleeping: a thread that finds the ring full (empty) announces itself in
-** push_waiters (pop_waiters) with a seq_cst RMW, re-checks, and sleeps on the
-** event counter not_full (not_empty) through futex_wait. The other side
-** publishes its slot with a seq_cst exchange, then reads the waiter count
-** (seq_cst). All four are in one total order, so either the sleeper's
-** re-check sees the item or the publisher sees the sleeper and bumps the
-** counter (Dekker's pattern, with no separate fence: on x86 the exchange is
-** the one locked instruction). Selectors sleep on a counter of their own,
-** registered in every channel they watch (sel_count plays the waiter count).
-** Slot seq loads are seq_cst for the same reason (a plain load on x86).
+** Sleeping: a thread that finds the ring full (empty) registers in the wait
+** word not_full (not_empty) with a seq_cst RMW, re-checks, and sleeps on the
+** word's generation through futex_wait. The other side publishes its slot
+** with a seq_cst exchange, then reads the word (seq_cst). All four are in
+** one total order, so either the sleeper's re-check sees the item or the
+** publisher sees the sleeper (Dekker's pattern, with no separate fence: on
+** x86 the exchange is the one locked instruction). The publisher that wakes
+** a generation also zeroes its sleeper count in the same CAS, so the pushes
+** that follow, before the sleepers get to run, make no system call: on a
+** loaded machine that is the difference between one wake per burst and one
+** per item. Slot seq loads are seq_cst for the same reason (a plain load on
+** x86). Selectors sleep on a word of their own, registered in every channel
+** they watch (sel_count tells publishers to look).
 */
 #include "shim.h"
 #include <sched.h>
@@ -30,8 +33,28 @@
 #define SELECT_STACK 16
 #define RING_MAX (1ULL << 30)     /* bytes of slots per channel */
 
+/* A wait word: the high 32 bits are the generation (the futex word that
+** sleepers wait on), the low 32 bits how many registered in it. */
+typedef _Atomic uint64_t waitword;
+#define GEN_ONE (1ULL << 32)
+
+static inline _Atomic uint32_t *gen_of(waitword *w)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  return (_Atomic uint32_t *)((char *)w + 4);
+#else
+  return (_Atomic uint32_t *)w;
+#endif
+}
+
+/* A selector: ev is its futex word; armed says it is about to sleep. */
+struct selector {
+  _Atomic uint32_t ev;
+  _Atomic uint32_t armed;
+};
+
 struct sel_node {
-  _Atomic uint32_t *ev;              /* the selector's futex word */
+  struct selector *sel;
   struct sel_node *prev, *next;
 };
 
@@ -48,10 +71,8 @@ struct ffipar_channel {
   alignas(64) _Atomic uint32_t closed;     /* mirrors CLOSED_BIT, for consumers that
                                            ** find the ring empty: reading it never
                                            ** pulls enq's line away from producers */
-  alignas(64) _Atomic uint32_t not_empty;  /* bumped by pushes that see pop waiters */
-  _Atomic uint32_t not_full;               /* bumped by pops that see push waiters */
-  alignas(64) _Atomic uint32_t pop_waiters;
-  _Atomic uint32_t push_waiters;
+  alignas(64) waitword not_empty;    /* consumers sleep here */
+  waitword not_full;                 /* producers sleep here */
   _Atomic uint32_t sel_count;        /* registered selector nodes */
   alignas(64) pthread_mutex_t sel_lock;   /* guards the selector list */
   struct sel_node *sel_head;
@@ -155,30 +176,45 @@ static inline __attribute__((always_inline)) int try_pop(ffipar_channel *c, void
   }
 }
 
-static void bump(_Atomic uint32_t *ev, int n)
+/* Wake every sleeper of the current generation, if it has any: the CAS
+** that starts the next generation also zeroes its count, so only one of
+** several racing publishers makes the system call. */
+static __attribute__((noinline)) void wake_gen(waitword *w)
 {
-  atomic_fetch_add(ev, 1);
-  futex_wake(ev, n);
+  uint64_t cur = atomic_load(w);
+  while ((uint32_t)cur != 0) {
+    uint64_t next = ((cur >> 32) + 1) << 32;
+    if (atomic_compare_exchange_weak(w, &cur, next)) {
+      futex_wake(gen_of(w), 0x7fffffff);
+      return;
+    }
+  }
 }
 
 static void wake_selectors(ffipar_channel *c)
 {
   pthread_mutex_lock(&c->sel_lock);
-  for (struct sel_node *n = c->sel_head; n; n = n->next) bump(n->ev, 1);
+  for (struct sel_node *n = c->sel_head; n; n = n->next) {
+    /* Only a selector that armed itself since its last wake needs one. */
+    if (atomic_exchange(&n->sel->armed, 0)) {
+      atomic_fetch_add(&n->sel->ev, 1);
+      futex_wake(&n->sel->ev, 1);
+    }
+  }
   pthread_mutex_unlock(&c->sel_lock);
 }
 
-/* After k items went in: wake sleeping consumers and selectors. The loads
-** are seq_cst, after the publishing exchange (see the top). */
-static inline void after_push(ffipar_channel *c, int k)
+/* After items went in: wake sleeping consumers and selectors. The loads are
+** seq_cst, after the publishing exchange (see the top). */
+static inline void after_push(ffipar_channel *c)
 {
-  if (atomic_load(&c->pop_waiters)) bump(&c->not_empty, k);
+  if ((uint32_t)atomic_load(&c->not_empty)) wake_gen(&c->not_empty);
   if (atomic_load(&c->sel_count)) wake_selectors(c);
 }
 
-static inline void after_pop(ffipar_channel *c, int k)
+static inline void after_pop(ffipar_channel *c)
 {
-  if (atomic_load(&c->push_waiters)) bump(&c->not_full, k);
+  if ((uint32_t)atomic_load(&c->not_full)) wake_gen(&c->not_full);
 }
 
 typedef int (*op_fn)(ffipar_channel *, void *);
@@ -187,9 +223,9 @@ static int push_op(ffipar_channel *c, void *p) { return try_push(c, p); }
 static int pop_op(ffipar_channel *c, void *p) { return try_pop(c, p); }
 
 /* Run `op` until it succeeds, the channel is closed, the deadline passes or
-** the caller is cancelled, sleeping on `ev` with `waiters` announced. */
-static __attribute__((noinline)) int wait_op(ffipar_channel *c, op_fn op, void *p, _Atomic uint32_t *ev,
-                   _Atomic uint32_t *waiters, double timeout)
+** the caller is cancelled, sleeping in the wait word `w`. */
+static __attribute__((noinline)) int wait_op(ffipar_channel *c, op_fn op, void *p,
+                                             waitword *w, double timeout)
 {
   int rc = op(c, p);
   /* A poll (timeout 0) does not spin: it answers for the state right now. */
@@ -201,22 +237,21 @@ static __attribute__((noinline)) int wait_op(ffipar_channel *c, op_fn op, void *
   for (;;) {
     while (rc == FFIPAR_EBUSY) { sched_yield(); rc = op(c, p); }
     if (rc != FFIPAR_ETIMEOUT || deadline == 0) return rc;
-    uint32_t seen = atomic_load(ev);
-    /* seq_cst RMW: our announcement precedes the re-check's seq_cst loads
-    ** in the total order (Dekker, see the top). */
-    atomic_fetch_add(waiters, 1);
+    /* seq_cst RMW: our registration precedes the re-check's seq_cst loads
+    ** in the total order (Dekker, see the top). If the re-check succeeds we
+    ** stay counted: it costs the next publisher one needless wake, no more.
+    ** Wakes go to the whole generation, so none is lost to a sleeper that
+    ** times out or is cancelled instead of taking the item. */
+    uint64_t reg = atomic_fetch_add(w, 1);
     rc = op(c, p);
-    if (rc != FFIPAR_ETIMEOUT) { atomic_fetch_sub(waiters, 1); continue; }
-    int w = futex_wait(ev, seen, deadline);
-    atomic_fetch_sub(waiters, 1);
-    if (w != FFIPAR_OK) {
-      if (w == FFIPAR_ETIMEOUT) {
+    if (rc != FFIPAR_ETIMEOUT) continue;
+    int r = futex_wait(gen_of(w), (uint32_t)(reg >> 32), deadline);
+    if (r != FFIPAR_OK) {
+      if (r == FFIPAR_ETIMEOUT) {
         rc = op(c, p);                  /* an item that came with the deadline */
         if (rc == FFIPAR_OK || rc == FFIPAR_ECLOSED) return rc;
       }
-      /* We may have swallowed a wake meant for the next waiter: pass it on. */
-      if (atomic_load(waiters)) bump(ev, 1);
-      return w;
+      return r;
     }
     rc = op(c, p);
   }
@@ -272,8 +307,8 @@ int ffipar_channel_push(ffipar_channel *c, const void *item, double timeout)
 {
   int rc = try_push(c, (void *)item);     /* the fast path, inline */
   if (rc != FFIPAR_OK && rc != FFIPAR_ECLOSED)
-    rc = wait_op(c, push_op, (void *)item, &c->not_full, &c->push_waiters, timeout);
-  if (rc == FFIPAR_OK) after_push(c, 1);
+    rc = wait_op(c, push_op, (void *)item, &c->not_full, timeout);
+  if (rc == FFIPAR_OK) after_push(c);
   return rc;
 }
 
@@ -281,8 +316,8 @@ int ffipar_channel_pop(ffipar_channel *c, void *out, double timeout)
 {
   int rc = try_pop(c, out);
   if (rc != FFIPAR_OK && rc != FFIPAR_ECLOSED)
-    rc = wait_op(c, pop_op, out, &c->not_empty, &c->pop_waiters, timeout);
-  if (rc == FFIPAR_OK) after_pop(c, 1);
+    rc = wait_op(c, pop_op, out, &c->not_empty, timeout);
+  if (rc == FFIPAR_OK) after_pop(c);
   return rc;
 }
 
@@ -291,11 +326,11 @@ int ffipar_channel_push_many(ffipar_channel *c, const void *items, int n,
 {
   if (n < 1) return FFIPAR_EINVAL;
   const char *p = items;
-  int rc = wait_op(c, push_op, (void *)p, &c->not_full, &c->push_waiters, timeout);
+  int rc = wait_op(c, push_op, (void *)p, &c->not_full, timeout);
   if (rc != FFIPAR_OK) return rc;
   int k = 1;
   while (k < n && try_push(c, (void *)(p + (size_t)k * c->size)) == FFIPAR_OK) k++;
-  after_push(c, k);
+  after_push(c);
   return k;
 }
 
@@ -303,11 +338,11 @@ int ffipar_channel_pop_many(ffipar_channel *c, void *out, int n, double timeout)
 {
   if (n < 1) return FFIPAR_EINVAL;
   char *p = out;
-  int rc = wait_op(c, pop_op, p, &c->not_empty, &c->pop_waiters, timeout);
+  int rc = wait_op(c, pop_op, p, &c->not_empty, timeout);
   if (rc != FFIPAR_OK) return rc;
   int k = 1;
   while (k < n && try_pop(c, p + (size_t)k * c->size) == FFIPAR_OK) k++;
-  after_pop(c, k);
+  after_pop(c);
   return k;
 }
 
@@ -318,9 +353,16 @@ void ffipar_channel_close(ffipar_channel *c)
   uint64_t old = atomic_fetch_or(&c->enq, CLOSED_BIT);
   if (old & CLOSED_BIT) return;
   atomic_store(&c->closed, 1);
-  bump(&c->not_empty, 0x7fffffff);
-  bump(&c->not_full, 0x7fffffff);
-  wake_selectors(c);
+  atomic_fetch_add(&c->not_empty, GEN_ONE);
+  futex_wake(gen_of(&c->not_empty), 0x7fffffff);
+  atomic_fetch_add(&c->not_full, GEN_ONE);
+  futex_wake(gen_of(&c->not_full), 0x7fffffff);
+  pthread_mutex_lock(&c->sel_lock);
+  for (struct sel_node *n = c->sel_head; n; n = n->next) {
+    atomic_fetch_add(&n->sel->ev, 1);
+    futex_wake(&n->sel->ev, 1);
+  }
+  pthread_mutex_unlock(&c->sel_lock);
 }
 
 int ffipar_channel_closed(const ffipar_channel *c)
@@ -389,11 +431,12 @@ int ffipar_channel_select(ffipar_channel *const *chs, int n, void *out,
       nodes = malloc((size_t)n * sizeof(*nodes));
       if (!nodes) return FFIPAR_ENOMEM;
     }
-    _Atomic uint32_t ev;
-    atomic_init(&ev, 0);
+    struct selector self;
+    atomic_init(&self.ev, 0);
+    atomic_init(&self.armed, 0);
     for (int i = 0; i < n; i++) {
       ffipar_channel *c = chs[i];
-      nodes[i].ev = &ev;
+      nodes[i].sel = &self;
       nodes[i].prev = NULL;
       pthread_mutex_lock(&c->sel_lock);
       nodes[i].next = c->sel_head;
@@ -405,11 +448,14 @@ int ffipar_channel_select(ffipar_channel *const *chs, int n, void *out,
     /* Each registration is a seq_cst RMW before every re-scan (Dekker, as
     ** in wait_op): a publisher that our scan misses sees sel_count > 0. */
     for (;;) {
-      uint32_t seen = atomic_load(&ev);
+      /* Read the counter, then arm: a publisher that finds us armed bumps
+      ** it after our read, so the sleep below cannot miss its item. */
+      uint32_t seen = atomic_load(&self.ev);
+      atomic_store(&self.armed, 1);
       rc = scan(chs, n, out, which, start);
       if (rc == FFIPAR_EBUSY) { sched_yield(); continue; }
       if (rc != FFIPAR_ETIMEOUT) break;
-      int w = futex_wait(&ev, seen, deadline);
+      int w = futex_wait(&self.ev, seen, deadline);
       if (w != FFIPAR_OK) {
         if (w == FFIPAR_ETIMEOUT) {
           rc = scan(chs, n, out, which, start);
@@ -419,7 +465,7 @@ int ffipar_channel_select(ffipar_channel *const *chs, int n, void *out,
         break;
       }
     }
-    /* Unlink under each lock: once we return, no publisher touches `ev`. */
+    /* Unlink under each lock: once we return, no publisher touches `self`. */
     for (int i = 0; i < n; i++) {
       ffipar_channel *c = chs[i];
       pthread_mutex_lock(&c->sel_lock);
@@ -431,6 +477,6 @@ int ffipar_channel_select(ffipar_channel *const *chs, int n, void *out,
     }
     if (nodes != stack) free(nodes);
   }
-  if (rc == FFIPAR_OK) after_pop(chs[*which], 1);
+  if (rc == FFIPAR_OK) after_pop(chs[*which]);
   return rc;
 }
