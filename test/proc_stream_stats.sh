@@ -32,6 +32,20 @@ check '^response bytes: n=1000 sum=500500 mean=500\.5 min=1 p50=500 p90=900 p99=
 # stdin with "-", and the format given explicitly
 head -3 "$log" | $LUAJIT examples/stream_stats.lua --format combined --quiet - > "$out"
 check '^standard input: 3 lines \(combined format\), 0 not understood'
+# dpkg.log lines (the default input's format), detected
+printf '%s\n' '2026-11-22 04:00:01 startup archives unpack' \
+  '2026-11-22 04:00:02 install foo:amd64 <none> 1.0' \
+  '2026-11-22 04:00:02 status half-installed foo:amd64 1.0' \
+  '2026-11-22 04:00:03 upgrade bar:all 1.0 2.0' \
+  '2026-11-22 04:00:04 configure foo:amd64 1.0 <none>' \
+  '2026-11-22 04:00:05 status installed foo:amd64 1.0' > "$log"
+$LUAJIT examples/stream_stats.lua --quiet "$log" > "$out"
+cat "$out"
+check '6 lines \(dpkg format\), 0 not understood'
+check '^ +2 +33\.3% +status$'
+check '^ +2 +66\.7% +foo$'
+check '^ +1 +33\.3% +bar$'
+check '^ +2 +100\.0% +foo$'
 # --help and a bad option
 $LUAJIT examples/stream_stats.lua --help | grep -q 'usage:'
 if $LUAJIT examples/stream_stats.lua --bogus 2>/dev/null; then echo "bad option accepted"; exit 1; fi
