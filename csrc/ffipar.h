@@ -161,7 +161,65 @@ int      ffipar_race_mark(void *marks, int64_t i);
 
 /* @section channel */
 
-/* (declarations of channel.c go here) */
+/* A bounded queue with many producers and many consumers (Vyukov's ring:
+** a sequence number per slot, no lock on the fast path). Items are fixed-size
+** byte records copied in and out: a typed channel's ctype, or, for untyped
+** channels, one ffipar_value. Blocking calls sleep in futex_wait, so they
+** honour timeouts and the calling worker's cancellation. */
+typedef struct ffipar_channel ffipar_channel;
+
+/* One untyped item, filled by Lua: a number, a boolean, a short string kept
+** inline, or a codec message (owned by the channel while queued). This is
+** a transfer record, not an object, so its layout is public. */
+enum {
+  FFIPAR_VNUM = 1, FFIPAR_VBOOL = 2, FFIPAR_VSTR = 3, FFIPAR_VMSG = 4,
+  FFIPAR_VSTR_MAX = 48
+};
+typedef struct ffipar_value {
+  uint32_t tag;          /* FFIPAR_V* */
+  uint32_t len;          /* VSTR: bytes in s; VBOOL: 0 or 1 */
+  union { double n; ffipar_msg *msg; char s[48]; } u;
+} ffipar_value;
+
+/* A new open channel of `cap` items (1 <= cap <= 2^24) of `size` bytes
+** (1 .. 2^20) aligned to `align` (a power of two <= 64); `untyped` != 0 makes
+** items ffipar_value (size and align are then ignored) and lets the channel
+** free queued messages when it is destroyed. The ring (cap slots of about
+** size + 8 bytes) must fit in 1 GiB. *out holds one reference.
+** FFIPAR_EINVAL (out of these bounds) or _ENOMEM. */
+int  ffipar_channel_new(ffipar_channel **out, int64_t cap, size_t size,
+                        size_t align, int untyped);
+/* Copy one item (size bytes at `item`) in, waiting for room up to `timeout`.
+** FFIPAR_OK (the channel owns the item now; for a VMSG the message),
+** _ETIMEOUT (full), _ECLOSED, _ECANCELLED (the caller keeps the item). */
+int  ffipar_channel_push(ffipar_channel *c, const void *item, double timeout);
+/* Copy one item out into `out` (size bytes), waiting up to `timeout`.
+** FFIPAR_OK (the caller owns the item, e.g. a VMSG's message), _ETIMEOUT,
+** _ECLOSED (closed and drained), _ECANCELLED. */
+int  ffipar_channel_pop(ffipar_channel *c, void *out, double timeout);
+/* Up to `n` items at once: push copies items[0..k) in order, pop copies
+** out into out[0..k); both wait (up to `timeout`) only while none can move,
+** and return k >= 1, or a negative code as above when k would be 0. */
+int  ffipar_channel_push_many(ffipar_channel *c, const void *items, int n,
+                              double timeout);
+int  ffipar_channel_pop_many(ffipar_channel *c, void *out, int n,
+                             double timeout);
+/* Close: later pushes fail with _ECLOSED; pops drain what is queued, then
+** fail with _ECLOSED. Wakes every waiter, selectors too. Idempotent. */
+void ffipar_channel_close(ffipar_channel *c);
+int  ffipar_channel_closed(const ffipar_channel *c);
+/* Items queued now (a snapshot), the capacity, and the item size. */
+int64_t ffipar_channel_len(const ffipar_channel *c);
+int64_t ffipar_channel_cap(const ffipar_channel *c);
+size_t  ffipar_channel_size(const ffipar_channel *c);
+/* Wait until one of chs[0..n) has an item or is closed and drained, up to
+** `timeout`. Items win over closed channels; the scan starts at a rotating
+** index so that no channel starves. FFIPAR_OK: the item is popped into
+** `out` (big enough for every channel's item) and *which is its index;
+** _ECLOSED: *which is a closed, drained channel; _ETIMEOUT; _ECANCELLED;
+** _ENOMEM (n > 16 needs a small allocation). */
+int  ffipar_channel_select(ffipar_channel *const *chs, int n, void *out,
+                           int *which, double timeout);
 
 
 /* @section pool needs thread */

@@ -1,0 +1,482 @@
+/*
+** channel.c -- bounded channels: many producers, many consumers.
+**
+** The ring is Dmitry Vyukov's bounded MPMC queue: every slot carries a
+** sequence number that says whose turn it is (a producer of round r sees
+** seq == pos, a consumer sees seq == pos + 1), so push and pop each take one
+** CAS on their own position counter and never a lock. `enq` also carries the
+** closed bit, so that a push can never land after close: the CAS compares
+** the whole word.
+**
+** Sleeping: a thread that finds the ring full (empty) registers in the wait
+** word not_full (not_empty) with a seq_cst RMW, re-checks, and sleeps on the
+** word's generation through futex_wait. The other side publishes its slot
+** with a seq_cst exchange, then reads the word (seq_cst). All four are in
+** one total order, so either the sleeper's re-check sees the item or the
+** publisher sees the sleeper (Dekker's pattern, with no separate fence: on
+** x86 the exchange is the one locked instruction). The publisher that wakes
+** a generation also zeroes its sleeper count in the same CAS, so the pushes
+** that follow, before the sleepers get to run, make no system call: on a
+** loaded machine that is the difference between one wake per burst and one
+** per item. Slot seq loads are seq_cst for the same reason (a plain load on
+** x86). Selectors sleep on a word of their own, registered in every channel
+** they watch (sel_count tells publishers to look).
+*/
+#include "shim.h"
+#include <sched.h>
+#include <stdalign.h>
+
+#define CLOSED_BIT (1ULL << 63)
+/* Tries before a waiter sleeps: a futex round trip costs microseconds, an
+** item usually arrives within a few hundred nanoseconds. */
+#define SPIN 100
+#define SELECT_STACK 16
+#define RING_MAX (1ULL << 30)     /* bytes of slots per channel */
+
+/* A wait word: the high 32 bits are the generation (the futex word that
+** sleepers wait on), the low 32 bits how many registered in it. */
+typedef _Atomic uint64_t waitword;
+#define GEN_ONE (1ULL << 32)
+
+static inline _Atomic uint32_t *gen_of(waitword *w)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  return (_Atomic uint32_t *)((char *)w + 4);
+#else
+  return (_Atomic uint32_t *)w;
+#endif
+}
+
+/* A selector: ev is its futex word; armed says it is about to sleep. */
+struct selector {
+  _Atomic uint32_t ev;
+  _Atomic uint32_t armed;
+};
+
+struct sel_node {
+  struct selector *sel;
+  struct sel_node *prev, *next;
+};
+
+struct ffipar_channel {
+  ffipar_obj hdr;
+  uint64_t cap;                      /* the bound the user asked for */
+  uint64_t nslots;                   /* >= 2 (the ring needs two); = cap unless cap is 1 */
+  uint64_t mask;                     /* nslots - 1 when a power of two, else 0 */
+  size_t size, off, stride;          /* item bytes; their offset in a slot; slot bytes */
+  int untyped;
+  char *slots;
+  alignas(64) _Atomic uint64_t enq;  /* next push position | CLOSED_BIT */
+  alignas(64) _Atomic uint64_t deq;  /* next pop position */
+  alignas(64) _Atomic uint32_t closed;     /* mirrors CLOSED_BIT, for consumers that
+                                           ** find the ring empty: reading it never
+                                           ** pulls enq's line away from producers */
+  alignas(64) waitword not_empty;    /* consumers sleep here */
+  waitword not_full;                 /* producers sleep here */
+  _Atomic uint32_t sel_count;        /* registered selector nodes */
+  alignas(64) pthread_mutex_t sel_lock;   /* guards the selector list */
+  struct sel_node *sel_head;
+};
+
+typedef struct { _Atomic uint64_t seq; } slot_hdr;
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+static inline slot_hdr *slot_at(const ffipar_channel *c, uint64_t pos)
+{
+  uint64_t i = c->mask ? (pos & c->mask) : (pos % c->nslots);
+  return (slot_hdr *)(c->slots + i * c->stride);
+}
+
+static inline char *slot_data(const ffipar_channel *c, slot_hdr *s)
+{
+  return (char *)s + c->off;
+}
+
+/* Copy an item: fixed sizes become plain moves instead of a libc call. */
+static inline __attribute__((always_inline)) void copy_item(void *dst, const void *src, size_t n)
+{
+  switch (n) {
+  case 8: memcpy(dst, src, 8); break;
+  case 16: memcpy(dst, src, 16); break;
+  case 24: memcpy(dst, src, 24); break;
+  case 32: memcpy(dst, src, 32); break;
+  case sizeof(ffipar_value): memcpy(dst, src, sizeof(ffipar_value)); break;
+  default: memcpy(dst, src, n);
+  }
+}
+
+/* One push attempt: OK, ETIMEOUT (full) or ECLOSED. */
+static inline __attribute__((always_inline)) int try_push(ffipar_channel *c, void *item)
+{
+  /* Relaxed: the position is only a guess until the CAS; the slot's seq
+  ** (acquire) is what orders our write after the previous consumer's read. */
+  uint64_t pos = atomic_load_explicit(&c->enq, memory_order_relaxed);
+  for (;;) {
+    if (pos & CLOSED_BIT) return FFIPAR_ECLOSED;
+    slot_hdr *s = slot_at(c, pos);
+    uint64_t seq = atomic_load(&s->seq);   /* seq_cst: see the top */
+    int64_t dif = (int64_t)(seq - pos);
+    if (dif == 0) {
+      if (c->nslots != c->cap) {
+        /* cap 1 runs on two slots; the bound is then checked by count.
+        ** A stale deq only makes us report "full" and re-check. */
+        uint64_t d = atomic_load(&c->deq);
+        if (pos - d >= c->cap) return FFIPAR_ETIMEOUT;
+      }
+      if (atomic_compare_exchange_weak_explicit(&c->enq, &pos, pos + 1,
+            memory_order_relaxed, memory_order_relaxed)) {
+        copy_item(slot_data(c, s), item, c->size);
+        /* seq_cst exchange: releases the item to the consumer that sees
+        ** seq == pos + 1, and orders it before after_push's waiter check. */
+        atomic_exchange(&s->seq, pos + 1);
+        return FFIPAR_OK;
+      }
+    } else if (dif < 0) {
+      return FFIPAR_ETIMEOUT;
+    } else {
+      pos = atomic_load_explicit(&c->enq, memory_order_relaxed);
+    }
+  }
+}
+
+/* One pop attempt: OK, ETIMEOUT (empty), ECLOSED (closed and drained) or
+** EBUSY (closed, but a push that claimed a slot before close has not
+** published it yet: retry soon, it is a few instructions away). */
+static inline __attribute__((always_inline)) int try_pop(ffipar_channel *c, void *out)
+{
+  uint64_t pos = atomic_load_explicit(&c->deq, memory_order_relaxed);
+  for (;;) {
+    slot_hdr *s = slot_at(c, pos);
+    uint64_t seq = atomic_load(&s->seq);   /* seq_cst: see the top */
+    int64_t dif = (int64_t)(seq - (pos + 1));
+    if (dif == 0) {
+      if (atomic_compare_exchange_weak_explicit(&c->deq, &pos, pos + 1,
+            memory_order_relaxed, memory_order_relaxed)) {
+        copy_item(out, slot_data(c, s), c->size);
+        /* seq_cst exchange: the producer of the next round sees our read
+        ** done, and it is ordered before after_pop's waiter check. */
+        atomic_exchange(&s->seq, pos + c->nslots);
+        return FFIPAR_OK;
+      }
+    } else if (dif < 0) {
+      if (!atomic_load(&c->closed)) return FFIPAR_ETIMEOUT;
+      /* Closed: close set the bit in enq before the flag, so e counts every
+      ** push that will ever be claimed. */
+      uint64_t e = atomic_load(&c->enq);
+      return (e & ~CLOSED_BIT) == pos ? FFIPAR_ECLOSED : FFIPAR_EBUSY;
+    } else {
+      pos = atomic_load_explicit(&c->deq, memory_order_relaxed);
+    }
+  }
+}
+
+/* Wake every sleeper of the current generation, if it has any: the CAS
+** that starts the next generation also zeroes its count, so only one of
+** several racing publishers makes the system call. */
+static __attribute__((noinline)) void wake_gen(waitword *w)
+{
+  uint64_t cur = atomic_load(w);
+  while ((uint32_t)cur != 0) {
+    uint64_t next = ((cur >> 32) + 1) << 32;
+    if (atomic_compare_exchange_weak(w, &cur, next)) {
+      futex_wake(gen_of(w), 0x7fffffff);
+      return;
+    }
+  }
+}
+
+static void wake_selectors(ffipar_channel *c)
+{
+  pthread_mutex_lock(&c->sel_lock);
+  for (struct sel_node *n = c->sel_head; n; n = n->next) {
+    /* Only a selector that armed itself since its last wake needs one. */
+    if (atomic_exchange(&n->sel->armed, 0)) {
+      atomic_fetch_add(&n->sel->ev, 1);
+      futex_wake(&n->sel->ev, 1);
+    }
+  }
+  pthread_mutex_unlock(&c->sel_lock);
+}
+
+/* After items went in: wake sleeping consumers and selectors. The loads are
+** seq_cst, after the publishing exchange (see the top). */
+static inline void after_push(ffipar_channel *c)
+{
+  if ((uint32_t)atomic_load(&c->not_empty)) wake_gen(&c->not_empty);
+  if (atomic_load(&c->sel_count)) wake_selectors(c);
+}
+
+static inline void after_pop(ffipar_channel *c)
+{
+  if ((uint32_t)atomic_load(&c->not_full)) wake_gen(&c->not_full);
+}
+
+typedef int (*op_fn)(ffipar_channel *, void *);
+
+static int push_op(ffipar_channel *c, void *p) { return try_push(c, p); }
+static int pop_op(ffipar_channel *c, void *p) { return try_pop(c, p); }
+
+/* Run `op` until it succeeds, the channel is closed, the deadline passes or
+** the caller is cancelled, sleeping in the wait word `w`. */
+static __attribute__((noinline)) int wait_op(ffipar_channel *c, op_fn op, void *p,
+                                             waitword *w, double timeout)
+{
+  int rc = op(c, p);
+  /* A poll (timeout 0) does not spin: it answers for the state right now. */
+  for (int i = 0; timeout != 0 && i < SPIN && (rc == FFIPAR_ETIMEOUT || rc == FFIPAR_EBUSY); i++) {
+    cpu_relax();
+    rc = op(c, p);
+  }
+  int64_t deadline = timeout == 0 ? 0 : deadline_of(timeout);
+  for (;;) {
+    while (rc == FFIPAR_EBUSY) { sched_yield(); rc = op(c, p); }
+    if (rc != FFIPAR_ETIMEOUT || deadline == 0) return rc;
+    /* seq_cst RMW: our registration precedes the re-check's seq_cst loads
+    ** in the total order (Dekker, see the top). If the re-check succeeds we
+    ** stay counted: it costs the next publisher one needless wake, no more.
+    ** Wakes go to the whole generation, so none is lost to a sleeper that
+    ** times out or is cancelled instead of taking the item. */
+    uint64_t reg = atomic_fetch_add(w, 1);
+    rc = op(c, p);
+    if (rc != FFIPAR_ETIMEOUT) continue;
+    int r = futex_wait(gen_of(w), (uint32_t)(reg >> 32), deadline);
+    if (r != FFIPAR_OK) {
+      if (r == FFIPAR_ETIMEOUT) {
+        rc = op(c, p);                  /* an item that came with the deadline */
+        if (rc == FFIPAR_OK || rc == FFIPAR_ECLOSED) return rc;
+      }
+      return r;
+    }
+    rc = op(c, p);
+  }
+}
+
+/* The last reference is gone, so nobody pushes or pops: every claimed slot
+** is published. Queued messages are ours to free (with their handles). */
+static void channel_destroy(ffipar_obj *o)
+{
+  ffipar_channel *c = (ffipar_channel *)o;
+  if (c->untyped) {
+    uint64_t end = atomic_load(&c->enq) & ~CLOSED_BIT;
+    for (uint64_t pos = atomic_load(&c->deq); pos < end; pos++) {
+      ffipar_value *v = (ffipar_value *)slot_data(c, slot_at(c, pos));
+      if (v->tag == FFIPAR_VMSG) ffipar_msg_free(v->u.msg);
+    }
+  }
+  pthread_mutex_destroy(&c->sel_lock);
+  free(c->slots);
+  free(c);
+}
+
+int ffipar_channel_new(ffipar_channel **out, int64_t cap, size_t size,
+                       size_t align, int untyped)
+{
+  if (cap < 1 || cap > (1LL << 24)) return FFIPAR_EINVAL;
+  if (untyped) { size = sizeof(ffipar_value); align = 8; }
+  if (size == 0 || size > (1u << 20) || align == 0 || (align & (align - 1)) || align > 64)
+    return FFIPAR_EINVAL;
+  ffipar_channel *c = cache_alloc(sizeof(*c));
+  if (!c) return FFIPAR_ENOMEM;
+  c->cap = (uint64_t)cap;
+  c->nslots = cap < 2 ? 2 : (uint64_t)cap;
+  c->mask = (c->nslots & (c->nslots - 1)) ? 0 : c->nslots - 1;
+  c->size = size;
+  c->off = align > 8 ? align : 8;
+  size_t a = align > 8 ? align : 8;
+  c->stride = (c->off + size + a - 1) & ~(a - 1);
+  c->untyped = untyped != 0;
+  /* The ring is zeroed and touched whole at creation: bound it. */
+  if (c->nslots * c->stride > RING_MAX) { free(c); return FFIPAR_EINVAL; }
+  c->slots = cache_alloc(c->nslots * c->stride);
+  if (!c->slots) { free(c); return FFIPAR_ENOMEM; }
+  for (uint64_t i = 0; i < c->nslots; i++)
+    atomic_init(&slot_at(c, i)->seq, i);
+  pthread_mutex_init(&c->sel_lock, NULL);
+  obj_init(&c->hdr, FFIPAR_KCHANNEL, channel_destroy);
+  *out = c;
+  return FFIPAR_OK;
+}
+
+int ffipar_channel_push(ffipar_channel *c, const void *item, double timeout)
+{
+  int rc = try_push(c, (void *)item);     /* the fast path, inline */
+  if (rc != FFIPAR_OK && rc != FFIPAR_ECLOSED)
+    rc = wait_op(c, push_op, (void *)item, &c->not_full, timeout);
+  if (rc == FFIPAR_OK) after_push(c);
+  return rc;
+}
+
+int ffipar_channel_pop(ffipar_channel *c, void *out, double timeout)
+{
+  int rc = try_pop(c, out);
+  if (rc != FFIPAR_OK && rc != FFIPAR_ECLOSED)
+    rc = wait_op(c, pop_op, out, &c->not_empty, timeout);
+  if (rc == FFIPAR_OK) after_pop(c);
+  return rc;
+}
+
+int ffipar_channel_push_many(ffipar_channel *c, const void *items, int n,
+                             double timeout)
+{
+  if (n < 1) return FFIPAR_EINVAL;
+  const char *p = items;
+  int rc = wait_op(c, push_op, (void *)p, &c->not_full, timeout);
+  if (rc != FFIPAR_OK) return rc;
+  int k = 1;
+  while (k < n && try_push(c, (void *)(p + (size_t)k * c->size)) == FFIPAR_OK) k++;
+  after_push(c);
+  return k;
+}
+
+int ffipar_channel_pop_many(ffipar_channel *c, void *out, int n, double timeout)
+{
+  if (n < 1) return FFIPAR_EINVAL;
+  char *p = out;
+  int rc = wait_op(c, pop_op, p, &c->not_empty, timeout);
+  if (rc != FFIPAR_OK) return rc;
+  int k = 1;
+  while (k < n && try_pop(c, p + (size_t)k * c->size) == FFIPAR_OK) k++;
+  after_pop(c);
+  return k;
+}
+
+void ffipar_channel_close(ffipar_channel *c)
+{
+  /* seq_cst RMW: a waiter whose re-check missed the bit read its event
+  ** counter before the bumps below, so its futex_wait returns. */
+  uint64_t old = atomic_fetch_or(&c->enq, CLOSED_BIT);
+  if (old & CLOSED_BIT) return;
+  atomic_store(&c->closed, 1);
+  atomic_fetch_add(&c->not_empty, GEN_ONE);
+  futex_wake(gen_of(&c->not_empty), 0x7fffffff);
+  atomic_fetch_add(&c->not_full, GEN_ONE);
+  futex_wake(gen_of(&c->not_full), 0x7fffffff);
+  pthread_mutex_lock(&c->sel_lock);
+  for (struct sel_node *n = c->sel_head; n; n = n->next) {
+    atomic_fetch_add(&n->sel->ev, 1);
+    futex_wake(&n->sel->ev, 1);
+  }
+  pthread_mutex_unlock(&c->sel_lock);
+}
+
+int ffipar_channel_closed(const ffipar_channel *c)
+{
+  return (atomic_load((_Atomic uint64_t *)&c->enq) & CLOSED_BIT) != 0;
+}
+
+int64_t ffipar_channel_len(const ffipar_channel *c)
+{
+  /* A snapshot: the two loads are not one instant, so clamp. */
+  uint64_t d = atomic_load_explicit((_Atomic uint64_t *)&c->deq, memory_order_acquire);
+  uint64_t e = atomic_load_explicit((_Atomic uint64_t *)&c->enq, memory_order_acquire) & ~CLOSED_BIT;
+  int64_t n = (int64_t)(e - d);
+  if (n < 0) return 0;
+  return n > (int64_t)c->cap ? (int64_t)c->cap : n;
+}
+
+int64_t ffipar_channel_cap(const ffipar_channel *c)
+{
+  return (int64_t)c->cap;
+}
+
+size_t ffipar_channel_size(const ffipar_channel *c)
+{
+  return c->size;
+}
+
+/* ---- select ---- */
+
+/* One look at every channel, starting at `start`: OK (popped from
+** *which), ECLOSED (none has an item, *which is closed and drained), EBUSY
+** (a closed channel still has an item on its way), ETIMEOUT (nothing). */
+static int scan(ffipar_channel *const *chs, int n, void *out, int *which,
+                unsigned start)
+{
+  int closed = -1, busy = 0;
+  for (int k = 0; k < n; k++) {
+    int i = (int)((start + (unsigned)k) % (unsigned)n);
+    int rc = try_pop(chs[i], out);
+    if (rc == FFIPAR_OK) { *which = i; return FFIPAR_OK; }
+    if (rc == FFIPAR_ECLOSED && closed < 0) closed = i;
+    if (rc == FFIPAR_EBUSY) busy = 1;
+  }
+  if (busy) return FFIPAR_EBUSY;
+  if (closed >= 0) { *which = closed; return FFIPAR_ECLOSED; }
+  return FFIPAR_ETIMEOUT;
+}
+
+static _Thread_local unsigned rotation;
+
+int ffipar_channel_select(ffipar_channel *const *chs, int n, void *out,
+                          int *which, double timeout)
+{
+  if (n < 1) return FFIPAR_EINVAL;
+  unsigned start = rotation++;
+  int rc = scan(chs, n, out, which, start);
+  for (int i = 0; timeout != 0 && i < SPIN && (rc == FFIPAR_ETIMEOUT || rc == FFIPAR_EBUSY); i++) {
+    cpu_relax();
+    rc = scan(chs, n, out, which, start);
+  }
+  int64_t deadline = timeout == 0 ? 0 : deadline_of(timeout);
+  while (rc == FFIPAR_EBUSY) { sched_yield(); rc = scan(chs, n, out, which, start); }
+  if (rc == FFIPAR_ETIMEOUT && deadline != 0) {
+    struct sel_node stack[SELECT_STACK], *nodes = stack;
+    if (n > SELECT_STACK) {
+      nodes = malloc((size_t)n * sizeof(*nodes));
+      if (!nodes) return FFIPAR_ENOMEM;
+    }
+    struct selector self;
+    atomic_init(&self.ev, 0);
+    atomic_init(&self.armed, 0);
+    for (int i = 0; i < n; i++) {
+      ffipar_channel *c = chs[i];
+      nodes[i].sel = &self;
+      nodes[i].prev = NULL;
+      pthread_mutex_lock(&c->sel_lock);
+      nodes[i].next = c->sel_head;
+      if (c->sel_head) c->sel_head->prev = &nodes[i];
+      c->sel_head = &nodes[i];
+      atomic_fetch_add(&c->sel_count, 1);
+      pthread_mutex_unlock(&c->sel_lock);
+    }
+    /* Each registration is a seq_cst RMW before every re-scan (Dekker, as
+    ** in wait_op): a publisher that our scan misses sees sel_count > 0. */
+    for (;;) {
+      /* Read the counter, then arm: a publisher that finds us armed bumps
+      ** it after our read, so the sleep below cannot miss its item. */
+      uint32_t seen = atomic_load(&self.ev);
+      atomic_store(&self.armed, 1);
+      rc = scan(chs, n, out, which, start);
+      if (rc == FFIPAR_EBUSY) { sched_yield(); continue; }
+      if (rc != FFIPAR_ETIMEOUT) break;
+      int w = futex_wait(&self.ev, seen, deadline);
+      if (w != FFIPAR_OK) {
+        if (w == FFIPAR_ETIMEOUT) {
+          rc = scan(chs, n, out, which, start);
+          if (rc == FFIPAR_OK || rc == FFIPAR_ECLOSED) break;
+        }
+        rc = w;
+        break;
+      }
+    }
+    /* Unlink under each lock: once we return, no publisher touches `self`. */
+    for (int i = 0; i < n; i++) {
+      ffipar_channel *c = chs[i];
+      pthread_mutex_lock(&c->sel_lock);
+      if (nodes[i].prev) nodes[i].prev->next = nodes[i].next;
+      else c->sel_head = nodes[i].next;
+      if (nodes[i].next) nodes[i].next->prev = nodes[i].prev;
+      atomic_fetch_sub(&c->sel_count, 1);
+      pthread_mutex_unlock(&c->sel_lock);
+    }
+    if (nodes != stack) free(nodes);
+  }
+  if (rc == FFIPAR_OK) after_pop(chs[*which]);
+  return rc;
+}

@@ -1,0 +1,425 @@
+-- ffipar.channel: bounded channels, many producers and many consumers, and
+-- par.select over several of them.
+--
+--   local ch = par.channel(64)                 -- untyped: what crosses into workers
+--   par.spawn(function(ch) for i = 1, 10 do ch:push(i) end ch:close() end, ch)
+--   for v in ch:iter() do print(v) end         -- until closed and drained
+--
+-- Untyped items: numbers, booleans and strings up to 48 bytes sit inline in
+-- the slot (no serialization); anything else that may cross (tables, long
+-- strings, int64 cdata, ffipar handles) goes as a codec message. nil is
+-- refused. Typed channels (par.channel(cap, "rec_t")) copy the ctype's bytes.
+-- Misuse raises at the caller; push/pop return nil, "timeout" | "closed" |
+-- "cancelled" as expected outcomes.
+local ffi = require "ffi"
+local lib = require "ffipar.lib"
+local codec = require "ffipar.codec"
+local C = lib.C
+lib.declare("channel")
+
+local M = {}
+
+local VNUM, VBOOL, VSTR, VMSG = C.FFIPAR_VNUM, C.FFIPAR_VBOOL, C.FFIPAR_VSTR, C.FFIPAR_VMSG
+local VSTR_MAX = C.FFIPAR_VSTR_MAX
+local ETIMEOUT, ECLOSED, ECANCELLED = C.FFIPAR_ETIMEOUT, C.FFIPAR_ECLOSED, C.FFIPAR_ECANCELLED
+
+local fail = lib.fail
+local ffi_copy, ffi_string, ffi_istype = ffi.copy, ffi.string, ffi.istype
+local type = type
+
+-- Per-state scratch: one value to push from, one to pop into (a state runs
+-- one thing at a time, and C copies before returning).
+local pushv = ffi.new("ffipar_value")
+local popv = ffi.new("ffipar_value")
+local chp = ffi.new("ffipar_channel *[1]")
+
+-- Timeout check inlined for the hot paths: nil -> forever.
+local function secs(t, fname)
+  if t == nil then return -1 end
+  if type(t) ~= "number" or t < 0 or t ~= t then
+    return lib.timeout(t, fname, 3)
+  end
+  return t
+end
+
+local function code(rc)
+  if rc == ETIMEOUT then return nil, "timeout" end
+  if rc == ECLOSED then return nil, "closed" end
+  if rc == ECANCELLED then return nil, "cancelled" end
+  return fail(rc)
+end
+
+local kinds = {}        -- handle ctype id -> kind of a typed channel (nil: untyped)
+
+local function kind_of(h)
+  return kinds[tonumber(ffi.typeof(h))]
+end
+
+local function handle_tostring(h)
+  local k = kind_of(h)
+  return ("ffipar.channel%s: %d/%d%s"):format(k and ("<" .. k.name .. ">") or "",
+    tonumber(C.ffipar_channel_len(h.c)), tonumber(C.ffipar_channel_cap(h.c)),
+    C.ffipar_channel_closed(h.c) ~= 0 and " closed" or "")
+end
+
+-- Methods every channel has.
+local function common(m)
+  --- Close: pushes fail with "closed", pops drain then fail. Idempotent.
+  function m.close(h) C.ffipar_channel_close(h.c) end
+  --- True once closed (items may still be queued).
+  function m.closed(h) return C.ffipar_channel_closed(h.c) ~= 0 end
+  --- The capacity.
+  function m.cap(h) return tonumber(C.ffipar_channel_cap(h.c)) end
+  local function nxt(h)
+    local v, err = m.pop(h)
+    if v == nil and err ~= "closed" then
+      error("ffipar.channel: iteration stopped: " .. tostring(err), 2)
+    end
+    return v
+  end
+  --- for v in ch:iter() do ... end: pops until closed and drained.
+  function m.iter(h) return nxt, h end
+  return m
+end
+
+---- untyped channels ----
+
+local untyped = {}
+
+-- Fill pushv from v; returns the message when one was made (freed by the
+-- caller if the push fails).
+local function fill(v, fname)
+  local tv = type(v)
+  if tv == "number" then
+    pushv.tag = VNUM
+    pushv.u.n = v
+  elseif tv == "boolean" then
+    pushv.tag = VBOOL
+    pushv.len = v and 1 or 0
+  elseif tv == "string" and #v <= VSTR_MAX then
+    pushv.tag = VSTR
+    pushv.len = #v
+    ffi_copy(pushv.u.s, v, #v)
+  elseif v == nil then
+    lib.argerror(fname, "cannot push nil (it would end a for-loop over the channel; "
+      .. "push false or a table instead)", 3)
+  else
+    local msg = codec.encode(fname, "value", 1, 3, v)
+    pushv.tag = VMSG
+    pushv.u.msg = msg
+    return msg
+  end
+end
+
+--- Push v, waiting for room up to timeout seconds (nil: forever).
+-- true | nil, "timeout" | "closed" | "cancelled".
+function untyped.push(h, v, timeout)
+  local t = secs(timeout, "ch:push")
+  local msg = fill(v, "ch:push")
+  local rc = C.ffipar_channel_push(h.c, pushv, t)
+  if rc ~= 0 then
+    if msg then C.ffipar_msg_free(msg) end
+    return code(rc)
+  end
+  return true
+end
+
+local function unpack_value(v)
+  local tag = v.tag
+  if tag == VNUM then return v.u.n end
+  if tag == VSTR then return ffi_string(v.u.s, v.len) end
+  if tag == VBOOL then return v.len ~= 0 end
+  local msg = v.u.msg
+  local ok, r = pcall(codec.decode, msg)
+  C.ffipar_msg_free(msg)
+  if not ok then error("ffipar.channel: cannot decode a value: " .. tostring(r), 3) end
+  return r[1]
+end
+
+--- Pop a value, waiting up to timeout seconds (nil: forever).
+-- v | nil, "timeout" | "closed" (closed and drained) | "cancelled".
+function untyped.pop(h, timeout)
+  local rc = C.ffipar_channel_pop(h.c, popv, secs(timeout, "ch:pop"))
+  if rc ~= 0 then return code(rc) end
+  return unpack_value(popv)
+end
+
+common(untyped)
+
+local untyped_ct = ffi.typeof("struct { ffipar_channel *c; }")
+ffi.metatype(untyped_ct, {
+  __index = untyped,
+  __len = function(h) return tonumber(C.ffipar_channel_len(h.c)) end,
+  __gc = function(h) C.ffipar_obj_release(h.c) end,
+  __tostring = function(h) return handle_tostring(h) end,
+})
+codec.register_ctype(untyped_ct, "channel")
+
+---- typed channels ----
+
+local typed = {}       -- element name -> { ct = handle ctype, elem = ctype, ... }
+
+local function scalar(elem)
+  local ok, info = pcall(function()
+    local t = ffi.typeof("$ [1]", elem)
+    local a = t()
+    return type(a[0]) ~= "cdata" or ffi.istype("int64_t", a[0]) or ffi.istype("uint64_t", a[0])
+  end)
+  return ok and info
+end
+
+-- The handle ctype of a typed channel of `name` (built once per state).
+local function typed_kind(name, elem)
+  local k = typed[name]
+  if k then return k end
+  local size, align = ffi.sizeof(elem), ffi.alignof(elem)
+  local is_scalar = scalar(elem)
+  local arr_t = ffi.typeof("$ [?]", elem)
+  local one_t = ffi.typeof("$ [1]", elem)
+  local ptr_t = ffi.typeof("$ *", elem)
+  local cin, cout = one_t(), one_t()
+  local m = {}
+  local pname = "ch:push"
+
+  -- Push one item: a cdata of the ctype (copied), or anything that
+  -- initializes one (a number for scalars, a table for structs).
+  local function assign(v) cin[0] = v end
+  -- Convert a non-cdata item into cin (kept out of push: no closure, no
+  -- pcall on the compiled path).
+  local function convert(v)
+    if v == nil then lib.argerror(pname, "cannot push nil", 3) end
+    if v ~= nil and ffi_istype(ptr_t, v) then cin[0] = v[0]; return end
+    if is_scalar then
+      if type(v) ~= "number" and type(v) ~= "cdata" then
+        lib.argerror(pname, ("expected %s, got %s"):format(name, type(v)), 3)
+      end
+    end
+    local ok, err = pcall(assign, v)
+    if not ok then
+      lib.argerror(pname, ("expected %s (or a value that initializes one), got %s: %s")
+        :format(name, type(v) == "cdata" and tostring(ffi.typeof(v)) or type(v), err), 3)
+    end
+  end
+
+  -- Push one item: a cdata of the ctype (copied), or anything that
+  -- initializes one (a number for scalars, a table for structs).
+  function m.push(h, v, timeout)
+    local t = secs(timeout, pname)
+    local rc
+    if ffi_istype(elem, v) then
+      rc = C.ffipar_channel_push(h.c, v, t)
+    else
+      if is_scalar and type(v) == "number" then cin[0] = v else convert(v) end
+      rc = C.ffipar_channel_push(h.c, cin, t)
+    end
+    if rc ~= 0 then return code(rc) end
+    return true
+  end
+
+  -- Pop one item: a fresh cdata of the ctype (a number for number
+  -- scalars), or, given `into` (a cdata of the ctype), filled in place.
+  function m.pop(h, timeout, into)
+    local t = secs(timeout, "ch:pop")
+    if into ~= nil then
+      if not ffi_istype(elem, into) then
+        lib.argerror("ch:pop", ("argument 'into' must be a %s cdata, got %s"):format(name, type(into)), 2)
+      end
+      local rc = C.ffipar_channel_pop(h.c, into, t)
+      if rc ~= 0 then return code(rc) end
+      return into
+    end
+    if is_scalar then
+      local rc = C.ffipar_channel_pop(h.c, cout, t)
+      if rc ~= 0 then return code(rc) end
+      return cout[0]
+    end
+    local r = elem()
+    local rc = C.ffipar_channel_pop(h.c, r, t)
+    if rc ~= 0 then return code(rc) end
+    return r
+  end
+
+  -- The element pointer and length of a cdata array of the ctype or a
+  -- par.array of it (a bare pointer has no known length).
+  local function base_slow(a, fname)
+    local ok, p, len = pcall(function()
+      if a.ptr then return ffi.cast(ptr_t, a:ptr()), #a end
+      return ffi.cast(ptr_t, a), ffi.sizeof(a) / size
+    end)
+    if not ok or not ffi_istype(ptr_t, p) then
+      lib.argerror(fname, ("expected an array of %s (cdata or par.array), got %s")
+        :format(name, type(a) == "cdata" and tostring(ffi.typeof(a)) or type(a)), 4)
+    end
+    return p, len
+  end
+  local function span(a, n, lo, fname)
+    local p, len
+    if ffi_istype(arr_t, a) then p, len = a, ffi.sizeof(a) / size
+    elseif ffi_istype(ptr_t, a) then p = a
+    else p, len = base_slow(a, fname) end
+    lo = lo or 0
+    if type(n) ~= "number" or n < 1 or n % 1 ~= 0 or n > 2^31 - 1 then
+      lib.argerror(fname, "count must be an integer >= 1, got " .. tostring(n), 3)
+    end
+    if type(lo) ~= "number" or lo < 0 or lo % 1 ~= 0 or (len and lo + n > len) then
+      lib.argerror(fname, ("items [%s, %s) are outside the array of %s"):format(
+        tostring(lo), tostring(lo) .. "+" .. n, tostring(len)), 3)
+    end
+    return ffi.cast(ptr_t, p) + lo
+  end
+
+  --- Push n items a[lo .. lo+n-1] of an array of the ctype (a cdata array,
+  -- pointer or par.array); waits only for the first; returns how many went in.
+  function m.push_many(h, a, n, timeout, lo)
+    local t = secs(timeout, "ch:push_many")
+    local rc = C.ffipar_channel_push_many(h.c, span(a, n, lo, "ch:push_many"), n, t)
+    if rc < 0 then return code(rc) end
+    return rc
+  end
+
+  --- Pop up to n items into a[lo ...]; waits only for the first; returns how many.
+  function m.pop_many(h, a, n, timeout, lo)
+    local t = secs(timeout, "ch:pop_many")
+    local rc = C.ffipar_channel_pop_many(h.c, span(a, n, lo, "ch:pop_many"), n, t)
+    if rc < 0 then return code(rc) end
+    return rc
+  end
+
+  common(m)
+  local ct = ffi.typeof("struct { ffipar_channel *c; }")
+  ffi.metatype(ct, {
+    __index = m,
+    __len = function(h) return tonumber(C.ffipar_channel_len(h.c)) end,
+    __gc = function(h) C.ffipar_obj_release(h.c) end,
+    __tostring = function(h) return handle_tostring(h) end,
+  })
+  codec.register_ctype(ct, "channel")
+  k = { ct = ct, elem = elem, name = name, size = size, align = align,
+        scalar = is_scalar, methods = m, arr = arr_t }
+  typed[name] = k
+  kinds[tonumber(ct)] = k
+  return k
+end
+
+-- Resolve a ctype argument to (ctype, a name every state can resolve).
+local function resolve(ctype)
+  local name = ctype
+  if type(ctype) == "cdata" then
+    name = tostring(ctype):match("^ctype<(.*)>$")
+    if name and (name:match("^struct %d+$") or name:match("^union %d+$")) then name = nil end
+  end
+  if type(name) ~= "string" then
+    lib.argerror("ffipar.channel", "ctype must be a type name (string) or a named ctype, got "
+      .. tostring(ctype), 3)
+  end
+  local ok, ct = pcall(ffi.typeof, name)
+  if not ok then
+    lib.argerror("ffipar.channel", ("unknown ctype '%s' (declare it with par.cdef): %s"):format(name, ct), 3)
+  end
+  local okz, size = pcall(ffi.sizeof, ct)
+  if not okz or not size or size == 0 then
+    lib.argerror("ffipar.channel", ("ctype '%s' has no fixed size"):format(name), 3)
+  end
+  local s = tostring(ct)
+  if s:match("%*>$") or s:match("%(") then
+    lib.argerror("ffipar.channel", ("ctype '%s' is a pointer or function; a channel copies "
+      .. "plain data only"):format(name), 3)
+  end
+  return ct, name
+end
+
+local function wrap(ptr, kind)
+  if kind then return kind.ct(ptr) end
+  return untyped_ct(ptr)
+end
+
+--- A new channel of capacity cap (1 .. 2^24; the ring fits in 1 GiB). Without ctype it carries Lua
+-- values; with ctype (a fixed-size type name or named ctype) it copies items.
+function M.channel(cap, ctype)
+  lib.count(cap, "ffipar.channel", "capacity", 1, 2^24, 2)
+  local kind
+  if ctype ~= nil then
+    local elem, name = resolve(ctype)
+    kind = typed_kind(name, elem)
+  end
+  local rc = C.ffipar_channel_new(chp, cap, kind and kind.size or 0, kind and kind.align or 8,
+    kind and 0 or 1)
+  if rc == C.FFIPAR_EINVAL then
+    lib.argerror("ffipar.channel", ("capacity %d of %s is too large (a channel's ring is "
+      .. "limited to 1 GiB)"):format(cap, kind and ("%d-byte '%s' items"):format(kind.size, kind.name)
+      or "values"))
+  end
+  if rc ~= 0 then error("ffipar.channel: " .. select(2, lib.fail(rc)), 2) end
+  return wrap(chp[0], kind)
+end
+
+---- crossing into other states ----
+
+function M.to_wire(h)
+  local kind = kind_of(h)
+  return h.c, kind and { ct = kind.name } or {}
+end
+
+function M.from_wire(obj, params)
+  local kind
+  local c = ffi.cast("ffipar_channel *", obj)
+  if params.ct then
+    local elem = ffi.typeof(params.ct)
+    kind = typed_kind(params.ct, elem)
+    if ffi.sizeof(elem) ~= tonumber(C.ffipar_channel_size(c)) then
+      error(("ffipar.channel: ctype '%s' has a different size in this state"):format(params.ct))
+    end
+  end
+  C.ffipar_obj_retain(c)
+  return wrap(c, kind)
+end
+
+---- select ----
+
+local sel_buf_size = 0
+local sel_buf
+local sel_chs_n = 0
+local sel_chs
+local whichp = ffi.new("int[1]")
+
+--- Wait until one of the channels has a value (or is closed and drained):
+-- i, v | i, nil, "closed" | nil, "timeout" | nil, "cancelled". Values win
+-- over closed channels; no channel starves.
+function M.select(chs, timeout)
+  if type(chs) ~= "table" or #chs == 0 then
+    lib.argerror("ffipar.select", "argument #1 must be a non-empty list of channels, got "
+      .. (type(chs) == "table" and "an empty table" or type(chs)))
+  end
+  local t = secs(timeout, "ffipar.select")
+  local n = #chs
+  if n > sel_chs_n then
+    sel_chs = ffi.new("ffipar_channel *[?]", n)
+    sel_chs_n = n
+  end
+  local need = ffi.sizeof("ffipar_value")
+  for i = 1, n do
+    local h = chs[i]
+    if type(h) ~= "cdata" or not (ffi.istype(untyped_ct, h) or kind_of(h)) then
+      lib.argerror("ffipar.select", ("item %d is not a channel (%s)"):format(i, tostring(h)))
+    end
+    sel_chs[i - 1] = h.c
+    local k = kind_of(h)
+    if k and k.size > need then need = k.size end
+  end
+  if need > sel_buf_size then
+    sel_buf = ffi.new("double[?]", math.ceil(need / 8))
+    sel_buf_size = need
+  end
+  local rc = C.ffipar_channel_select(sel_chs, n, sel_buf, whichp, t)
+  if rc == ECLOSED then return whichp[0] + 1, nil, "closed" end
+  if rc ~= 0 then return code(rc) end
+  local i = whichp[0] + 1
+  local k = kind_of(chs[i])
+  if not k then return i, unpack_value(ffi.cast("ffipar_value *", sel_buf)) end
+  if k.scalar then return i, ffi.cast(ffi.typeof("$ *", k.elem), sel_buf)[0] end
+  local r = k.elem()
+  ffi_copy(r, sel_buf, k.size)
+  return i, r
+end
+
+return M

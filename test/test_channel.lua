@@ -1,0 +1,605 @@
+-- Channels: par.channel, ch:push/pop/close/iter, #ch, typed channels, par.select.
+local lu = require "luaunit"
+local ffi = require "ffi"
+local par = require "ffipar"
+local util = require "util"
+
+par.cdef "typedef struct { int64_t id; double x, y; } test_rec_t;"
+
+TestChannel = {}
+
+function TestChannel:setUp()
+  self.live = util.settled_live()
+end
+
+function TestChannel:tearDown()
+  util.gc()
+end
+
+function TestChannel:testPushPopInOrder()
+  local ch = par.channel(4)
+  lu.assertEquals(#ch, 0)
+  lu.assertEquals(ch:cap(), 4)
+  lu.assertTrue(ch:push(1))
+  lu.assertTrue(ch:push(2.5))
+  lu.assertEquals(#ch, 2)
+  lu.assertEquals(ch:pop(0), 1)
+  lu.assertEquals(ch:pop(0), 2.5)
+  lu.assertEquals(#ch, 0)
+end
+
+function TestChannel:testValuesOfEveryKind()
+  local ch = par.channel(16)
+  local long = ("x"):rep(1000)
+  local vals = { 0, -1.5, 2^53, 1 / 0, true, false, "", "short", ("y"):rep(48), ("z"):rep(49), long,
+    { a = 1, b = { 2, 3 } }, 42LL, 7ULL }
+  for _, v in ipairs(vals) do lu.assertTrue(ch:push(v, 0)) end
+  for _, v in ipairs(vals) do
+    local got = ch:pop(0)
+    if type(v) == "cdata" then
+      lu.assertTrue(got == v)
+      lu.assertEquals(tostring(ffi.typeof(got)), tostring(ffi.typeof(v)))
+    else
+      lu.assertEquals(got, v)
+    end
+  end
+  lu.assertEquals({ ch:pop(0) }, { nil, "timeout" })
+end
+
+function TestChannel:testNaNCrosses()
+  local ch = par.channel(1)
+  ch:push(0 / 0)
+  local v = ch:pop(0)
+  lu.assertTrue(v ~= v)
+end
+
+function TestChannel:testFullPushTimesOut()
+  local ch = par.channel(2)
+  lu.assertTrue(ch:push("a"))
+  lu.assertTrue(ch:push("b"))
+  lu.assertEquals({ ch:push("c", 0) }, { nil, "timeout" })
+  lu.assertEquals({ ch:push("c", 0.05) }, { nil, "timeout" })
+  lu.assertEquals(#ch, 2)
+end
+
+function TestChannel:testCapacityOne()
+  local ch = par.channel(1)
+  lu.assertTrue(ch:push(1))
+  lu.assertEquals({ ch:push(2, 0) }, { nil, "timeout" })
+  lu.assertEquals(ch:pop(0), 1)
+  lu.assertTrue(ch:push(3, 0))
+  lu.assertEquals(#ch, 1)
+  lu.assertEquals(ch:pop(0), 3)
+end
+
+function TestChannel:testOddCapacityWrapsAround()
+  local ch = par.channel(3)
+  for i = 1, 100 do
+    lu.assertTrue(ch:push(i, 0))
+    lu.assertTrue(ch:push(-i, 0))
+    lu.assertEquals(ch:pop(0), i)
+    lu.assertEquals(ch:pop(0), -i)
+  end
+end
+
+function TestChannel:testEmptyPopTimesOut()
+  local ch = par.channel(2)
+  lu.assertEquals({ ch:pop(0) }, { nil, "timeout" })
+  lu.assertEquals({ ch:pop(0.05) }, { nil, "timeout" })
+end
+
+function TestChannel:testCloseDrainsThenReportsClosed()
+  local ch = par.channel(4)
+  ch:push(1)
+  ch:push("two")
+  ch:close()
+  ch:close()                                     -- idempotent
+  lu.assertTrue(ch:closed())
+  lu.assertEquals({ ch:push(3) }, { nil, "closed" })
+  lu.assertEquals(ch:pop(), 1)
+  lu.assertEquals(ch:pop(), "two")
+  lu.assertEquals({ ch:pop() }, { nil, "closed" })
+  lu.assertEquals({ ch:pop(0) }, { nil, "closed" })
+end
+
+function TestChannel:testIterUntilClosed()
+  local ch = par.channel(8)
+  for i = 1, 5 do ch:push(i) end
+  ch:close()
+  local got = {}
+  for v in ch:iter() do got[#got + 1] = v end
+  lu.assertEquals(got, { 1, 2, 3, 4, 5 })
+end
+
+function TestChannel:testTostring()
+  local ch = par.channel(3)
+  ch:push(1)
+  lu.assertStrContains(tostring(ch), "ffipar.channel: 1/3")
+  ch:close()
+  lu.assertStrContains(tostring(ch), "closed")
+  lu.assertStrContains(tostring(par.channel(2, "test_rec_t")), "ffipar.channel<test_rec_t>: 0/2")
+end
+
+---- misuse ----
+
+function TestChannel:testBadCapacity()
+  lu.assertErrorMsgContains("ffipar.channel: capacity must be an integer >= 1", par.channel, 0)
+  lu.assertErrorMsgContains("capacity must be an integer >= 1", par.channel, -3)
+  lu.assertErrorMsgContains("capacity must be an integer >= 1", par.channel, 1.5)
+  lu.assertErrorMsgContains("capacity must be an integer >= 1", par.channel, "8")
+  lu.assertErrorMsgContains("capacity must be an integer >= 1", par.channel, nil)
+  lu.assertErrorMsgContains("<= 16777216", par.channel, 2^25)
+  par.cdef "typedef struct { char b[4096]; } test_page_t;"
+  lu.assertErrorMsgContains("ffipar.channel: capacity 1000000 of 4096-byte 'test_page_t' items is too large",
+    par.channel, 1e6, "test_page_t")
+end
+
+function TestChannel:testBadCtype()
+  lu.assertErrorMsgContains("ffipar.channel: unknown ctype 'no_such_t'", par.channel, 4, "no_such_t")
+  lu.assertErrorMsgContains("ffipar.channel: ctype must be a type name", par.channel, 4, 42)
+  lu.assertErrorMsgContains("has no fixed size", par.channel, 4, "void")
+  lu.assertErrorMsgContains("is a pointer", par.channel, 4, "int *")
+end
+
+function TestChannel:testErrorIsRaisedAtTheCaller()
+  local ok, err = pcall(function() par.channel(0) end)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "test_channel.lua")
+  local ch = par.channel(1)
+  ok, err = pcall(function() ch:push(nil) end)
+  lu.assertStrContains(err, "test_channel.lua")
+end
+
+function TestChannel:testPushNilIsRefused()
+  local ch = par.channel(2)
+  lu.assertErrorMsgContains("ch:push: cannot push nil", ch.push, ch, nil)
+  lu.assertEquals(#ch, 0)
+end
+
+function TestChannel:testUncrossableValuesAreRefused()
+  local ch = par.channel(2)
+  lu.assertErrorMsgContains("ch:push: value #1 is a coroutine", ch.push, ch, coroutine.create(print))
+  lu.assertErrorMsgContains("value #1 is ordinary cdata", ch.push, ch, ffi.new("int[3]"))
+  lu.assertErrorMsgContains("value #1[\"f\"] is a coroutine", ch.push, ch, { f = coroutine.create(print) })
+  lu.assertEquals(#ch, 0)
+  lu.assertEquals(util.settled_live(), self.live + 1)   -- no message left behind
+end
+
+function TestChannel:testBadTimeout()
+  local ch = par.channel(2)
+  lu.assertErrorMsgContains("ch:pop: timeout must be a number >= 0 or nil", ch.pop, ch, -1)
+  lu.assertErrorMsgContains("ch:push: timeout must be a number >= 0 or nil", ch.push, ch, 1, "soon")
+end
+
+function TestChannel:testSelectMisuse()
+  lu.assertErrorMsgContains("ffipar.select: argument #1 must be a non-empty list", par.select, {})
+  lu.assertErrorMsgContains("ffipar.select: argument #1 must be a non-empty list", par.select, 3)
+  lu.assertErrorMsgContains("ffipar.select: item 2 is not a channel", par.select, { par.channel(1), {} })
+end
+
+---- typed channels ----
+
+function TestChannel:testTypedRecordsAreCopied()
+  local ch = par.channel(4, "test_rec_t")
+  local r = ffi.new("test_rec_t", 7, 1.5, 2.5)
+  lu.assertTrue(ch:push(r))
+  r.id = 8                                       -- the channel holds a copy
+  lu.assertTrue(ch:push({ 9, 3, 4 }))           -- a table initializer
+  local a = ch:pop(0)
+  lu.assertTrue(ffi.istype("test_rec_t", a))
+  lu.assertEquals({ tonumber(a.id), a.x, a.y }, { 7, 1.5, 2.5 })
+  local into = ffi.new("test_rec_t")
+  lu.assertTrue(ch:pop(0, into) == into)
+  lu.assertEquals(tonumber(into.id), 9)
+  lu.assertEquals({ ch:pop(0) }, { nil, "timeout" })
+  local arr = ffi.new("test_rec_t[2]")
+  arr[1].id = 11
+  lu.assertTrue(ch:push(arr + 1))                -- a pointer to one: its item is copied
+  lu.assertEquals(tonumber(ch:pop(0).id), 11)
+end
+
+function TestChannel:testTypedScalars()
+  local d = par.channel(4, "double")
+  d:push(2.25)
+  lu.assertEquals(d:pop(0), 2.25)
+  local i = par.channel(4, ffi.typeof("int64_t"))
+  i:push(2^40 + 1)
+  local v = i:pop(0)
+  lu.assertTrue(v == 2^40 + 1)
+  local u = par.channel(2, "uint8_t")
+  u:push(255)
+  lu.assertEquals(u:pop(0), 255)
+end
+
+function TestChannel:testTypedMisuse()
+  local ch = par.channel(2, "test_rec_t")
+  lu.assertErrorMsgContains("ch:push: expected test_rec_t", ch.push, ch, "nope")
+  lu.assertErrorMsgContains("ch:push: cannot push nil", ch.push, ch, nil)
+  lu.assertErrorMsgContains("ch:pop: argument 'into' must be a test_rec_t", ch.pop, ch, 0, ffi.new("int[2]"))
+  local d = par.channel(2, "double")
+  lu.assertErrorMsgContains("ch:push: expected double, got string", d.push, d, "1")
+end
+
+function TestChannel:testTypedBatch()
+  local ch = par.channel(8, "test_rec_t")
+  local src = ffi.new("test_rec_t[?]", 20)
+  for i = 0, 19 do src[i].id = i end
+  local n = ch:push_many(src, 20)
+  lu.assertEquals(n, 8)
+  local dst = par.array("test_rec_t", 20)
+  lu.assertEquals(ch:pop_many(dst, 20, 0), 8)
+  lu.assertEquals(ch:push_many(src, 12, 0, 8), 8)
+  lu.assertEquals(ch:pop_many(dst, 12, 0, 8), 8)
+  for i = 0, 15 do lu.assertEquals(tonumber(dst[i].id), i) end
+  lu.assertEquals({ ch:pop_many(dst, 4, 0) }, { nil, "timeout" })
+end
+
+function TestChannel:testTypedThroughWorkers()
+  local ch = par.channel(16, "test_rec_t")
+  local n = util.scale(20000)
+  local t = par.spawn(function(ch, n)
+    local ffi = require "ffi"
+    local r = ffi.new("test_rec_t")
+    for i = 1, n do r.id = i; r.x = i * 0.5; assert(ch:push(r)) end
+    ch:close()
+  end, ch, n)
+  local count, sum, sx = 0, 0, 0
+  for r in ch:iter() do count = count + 1; sum = sum + tonumber(r.id); sx = sx + r.x end
+  lu.assertTrue(t:join(30))
+  lu.assertEquals(count, n)
+  lu.assertEquals(sum, n * (n + 1) / 2)
+  lu.assertEquals(sx, n * (n + 1) / 4)
+end
+
+---- across workers ----
+
+local function producer(ch, id, n)
+  for i = 1, n do assert(ch:push(id * 1e6 + i)) end
+  return n
+end
+
+local function consumer(ch)
+  local count, sum = 0, 0
+  for v in ch:iter() do count = count + 1; sum = sum + v end
+  return count, sum
+end
+
+function TestChannel:testFourProducersFourConsumersExactlyOnce()
+  local ch = par.channel(64)
+  local n = util.scale(20000)
+  local ps, cs = {}, {}
+  for c = 1, 4 do cs[c] = par.spawn(consumer, ch) end
+  for p = 1, 4 do ps[p] = par.spawn(producer, ch, p, n) end
+  for p = 1, 4 do lu.assertEquals({ ps[p]:join(60) }, { true, n }) end
+  ch:close()
+  local count, sum = 0, 0
+  for c = 1, 4 do
+    local ok, k, s = cs[c]:join(60)
+    lu.assertTrue(ok)
+    count, sum = count + k, sum + s
+  end
+  local want = 0
+  for p = 1, 4 do want = want + p * 1e6 * n + n * (n + 1) / 2 end
+  lu.assertEquals(count, 4 * n)
+  lu.assertEquals(sum, want)
+end
+
+function TestChannel:testStringsAndTablesExactlyOnce()
+  local ch = par.channel(8)
+  local n = util.scale(2000)
+  local t = par.spawn(function(ch, n)
+    for i = 1, n do
+      assert(ch:push(i % 2 == 0 and tostring(i) or { i = i, pad = ("p"):rep(60) }))
+    end
+    ch:close()
+  end, ch, n)
+  local sum = 0
+  for v in ch:iter() do sum = sum + (type(v) == "table" and v.i or tonumber(v)) end
+  lu.assertTrue(t:join(30))
+  lu.assertEquals(sum, n * (n + 1) / 2)
+end
+
+function TestChannel:testCloseWakesBlockedConsumersAndProducers()
+  local empty, full = par.channel(1), par.channel(1)
+  full:push(0)
+  local cs, ps = {}, {}
+  for i = 1, 3 do
+    cs[i] = par.spawn(function(ch) return ch:pop(30) end, empty)
+    ps[i] = par.spawn(function(ch, i) return ch:push(i, 30) end, full, i)
+  end
+  par.sleep(0.05)
+  empty:close()
+  full:close()
+  for i = 1, 3 do
+    lu.assertEquals({ cs[i]:join(10) }, { true, nil, "closed" })
+    lu.assertEquals({ ps[i]:join(10) }, { true, nil, "closed" })
+  end
+  lu.assertEquals(full:pop(0), 0)
+end
+
+function TestChannel:testCloseRacingWithProducersLosesNothing()
+  -- Every push that returned true is popped, whatever the timing of close.
+  for round = 1, util.scale(20) do
+    local ch = par.channel(4)
+    local ps = {}
+    for p = 1, 3 do
+      ps[p] = par.spawn(function(ch)
+        local ok = 0
+        for i = 1, 1000 do
+          if not ch:push(1, 10) then break end
+          ok = ok + 1
+        end
+        return ok
+      end, ch)
+    end
+    local c = par.spawn(consumer, ch)
+    par.sleep(0.001 * (round % 5))
+    ch:close()
+    local pushed = 0
+    for p = 1, 3 do
+      local ok, k = ps[p]:join(30)
+      lu.assertTrue(ok)
+      pushed = pushed + k
+    end
+    local ok, count = c:join(30)
+    lu.assertTrue(ok)
+    lu.assertEquals(count, pushed)
+  end
+end
+
+function TestChannel:testChannelCrossesIntoWorkers()
+  local ch = par.channel(4)
+  local t = par.spawn(function(ch) local inner = ch:pop(10); inner:push("from worker"); return #inner end, ch)
+  local inner = par.channel(2)
+  ch:push(inner)                                  -- a channel through a channel
+  lu.assertEquals({ t:join(10) }, { true, 1 })
+  lu.assertEquals(inner:pop(0), "from worker")
+end
+
+function TestChannel:testArrayThroughChannelIsTheSameMemory()
+  local ch = par.channel(2)
+  local a = par.array("int32_t", 8)
+  local t = par.spawn(function(ch)
+    local ffi = require "ffi"
+    local a = ch:pop(10)
+    a[3] = 33
+    return tonumber(ffi.cast("intptr_t", a:ptr()))
+  end, ch)
+  ch:push(a)
+  local ok, addr = t:join(10)
+  lu.assertTrue(ok)
+  lu.assertEquals(addr, util.addr(a:ptr()))
+  lu.assertEquals(a[3], 33)
+end
+
+function TestChannel:testTypedChannelCrossesAndKeepsItsType()
+  local ch = par.channel(2, "test_rec_t")
+  local t = par.spawn(function(ch) ch:push({ 5, 6, 7 }); return tostring(ch) end, ch)
+  local ok, s = t:join(10)
+  lu.assertTrue(ok)
+  lu.assertStrContains(s, "ffipar.channel<test_rec_t>")
+  lu.assertEquals(ch:pop(0).y, 7)
+end
+
+---- select ----
+
+function TestChannel:testSelectReturnsTheReadyChannel()
+  local a, b = par.channel(2), par.channel(2, "double")
+  b:push(4.5)
+  lu.assertEquals({ par.select({ a, b }, 0) }, { 2, 4.5 })
+  a:push("x")
+  lu.assertEquals({ par.select({ a, b }, 0) }, { 1, "x" })
+  lu.assertEquals({ par.select({ a, b }, 0) }, { nil, "timeout" })
+  lu.assertEquals({ par.select({ a, b }, 0.02) }, { nil, "timeout" })
+end
+
+function TestChannel:testSelectTypedRecord()
+  local a, b = par.channel(2), par.channel(2, "test_rec_t")
+  b:push({ 1, 2, 3 })
+  local i, r = par.select({ a, b }, 0)
+  lu.assertEquals(i, 2)
+  lu.assertTrue(ffi.istype("test_rec_t", r))
+  lu.assertEquals(r.y, 3)
+end
+
+function TestChannel:testSelectPrefersValuesOverClosed()
+  local a, b = par.channel(2), par.channel(2)
+  a:close()
+  b:push(9)
+  lu.assertEquals({ par.select({ a, b }, 0) }, { 2, 9 })
+  lu.assertEquals({ par.select({ a, b }, 0) }, { 1, nil, "closed" })
+end
+
+function TestChannel:testSelectWakesOnPushFromWorker()
+  local chs = { par.channel(1), par.channel(1), par.channel(1) }
+  local t = par.spawn(function(ch) require("ffipar").sleep(0.05); return ch:push("late") end, chs[3])
+  lu.assertEquals({ par.select(chs, 30) }, { 3, "late" })
+  lu.assertTrue(t:join(10))
+end
+
+function TestChannel:testSelectWakesOnClose()
+  local chs = { par.channel(1), par.channel(1) }
+  local t = par.spawn(function(ch) require("ffipar").sleep(0.05); ch:close() end, chs[2])
+  lu.assertEquals({ par.select(chs, 30) }, { 2, nil, "closed" })
+  lu.assertTrue(t:join(10))
+end
+
+function TestChannel:testSelectManyChannelsExactlyOnce()
+  -- 20 channels (more than the C side keeps on its stack), 2 producers each
+  -- pushing to all, one selecting consumer.
+  local chs = {}
+  for i = 1, 20 do chs[i] = par.channel(2) end
+  local n = util.scale(500)
+  local ps = {}
+  for p = 1, 2 do
+    ps[p] = par.spawn(function(chs, n)
+      for i = 1, n do assert(chs[i % #chs + 1]:push(i, 30)) end
+    end, chs, n)
+  end
+  local sum = 0
+  for _ = 1, 2 * n do
+    local i, v = par.select(chs, 30)
+    lu.assertNotNil(i)
+    sum = sum + v
+  end
+  for p = 1, 2 do lu.assertTrue(ps[p]:join(30)) end
+  lu.assertEquals(sum, n * (n + 1))
+end
+
+---- cancellation ----
+
+function TestChannel:testCancelBlockedPopPushAndSelect()
+  local empty, full = par.channel(1), par.channel(1)
+  full:push(1)
+  local ts = {
+    par.spawn(function(ch) return ch:pop() end, empty),
+    par.spawn(function(ch) return ch:push(2) end, full),
+    par.spawn(function(a, b) return require("ffipar").select({ a, b }) end, empty, par.channel(1)),
+    par.spawn(function(ch) for v in ch:iter() do end end, empty),
+  }
+  par.sleep(0.05)
+  for _, t in ipairs(ts) do t:cancel() end
+  lu.assertEquals({ ts[1]:join(10) }, { true, nil, "cancelled" })
+  lu.assertEquals({ ts[2]:join(10) }, { true, nil, "cancelled" })
+  lu.assertEquals({ ts[3]:join(10) }, { true, nil, "cancelled" })
+  lu.assertEquals({ ts[4]:join(10) }, { nil, "cancelled" })
+  lu.assertEquals(#full, 1)
+  -- the channels still work
+  lu.assertTrue(empty:push(5, 0))
+  lu.assertEquals(empty:pop(0), 5)
+end
+
+---- memory ----
+
+function TestChannel:testFreeingAChannelFreesQueuedMessagesAndHandles()
+  do
+    local ch = par.channel(8)
+    ch:push(par.array("double", 100))
+    ch:push({ par.channel(1), par.array("int8_t", 3) })
+    ch:push(("long"):rep(50))
+    ch:push(1)
+    lu.assertEquals(util.live(), self.live + 4)
+  end
+  lu.assertEquals(util.settled_live(), self.live)
+end
+
+function TestChannel:testNoLeaksAfterWorkers()
+  local ch = par.channel(4)
+  local t = par.spawn(function(ch)
+    for i = 1, 10 do ch:push({ i = i }) end
+    ch:push(require("ffipar").array("double", 2))
+    ch:close()
+  end, ch)
+  local n = 0
+  for _ in ch:iter() do n = n + 1 end
+  lu.assertEquals(n, 11)
+  lu.assertTrue(t:join(10))
+  ch, t = nil, nil
+  lu.assertEquals(util.settled_live(), self.live)
+end
+
+---- the compiled hot path ----
+
+function TestChannel:testNumberPushPopCompiles()
+  local jv = require "jit.v"
+  local log = os.tmpname()
+  local ch = par.channel(64)
+  local typed = par.channel(64, "test_rec_t")
+  local r = ffi.new("test_rec_t")
+  jit.flush()
+  jv.on(log)
+  local function loop()
+    local s = 0
+    for i = 1, 2000 do
+      ch:push(i)
+      s = s + ch:pop()
+      r.id = i
+      typed:push(r)
+      s = s + typed:pop(nil, r).x
+    end
+    return s
+  end
+  local s = loop()
+  jv.off()
+  local f = io.open(log)
+  local text = f:read("*a")
+  f:close()
+  os.remove(log)
+  lu.assertEquals(s, 2000 * 2001 / 2)
+  lu.assertStrContains(text, "test_channel.lua:")
+  lu.assertStrMatches(text, ".*TRACE%s+%d+ test_channel%.lua:%d+ loop.*")
+  lu.assertNotStrContains(text, "NYI")
+  lu.assertNotStrContains(text, "abort")
+end
+
+function TestChannel:testBatchMisuse()
+  local ch = par.channel(8, "test_rec_t")
+  local src = ffi.new("test_rec_t[?]", 4)
+  lu.assertErrorMsgContains("ch:push_many: items [2, 2+4) are outside the array of 4", ch.push_many, ch, src, 4, 0, 2)
+  lu.assertErrorMsgContains("ch:push_many: count must be an integer >= 1", ch.push_many, ch, src, 0)
+  lu.assertErrorMsgContains("ch:pop_many: expected an array of test_rec_t", ch.pop_many, ch, ffi.new("int[4]"), 1)
+  lu.assertErrorMsgContains("outside the array of 3", ch.pop_many, ch, par.array("test_rec_t", 3), 4)
+end
+
+function TestChannel:testBatchesAcrossWorkersExactlyOnce()
+  local ch = par.channel(32, "int64_t")
+  local n = util.scale(20000)
+  local function producer(ch, lo, n)
+    local ffi = require "ffi"
+    local buf = ffi.new("int64_t[?]", 50)
+    local i = lo
+    while i < lo + n do
+      local k = math.min(50, lo + n - i)
+      for j = 0, k - 1 do buf[j] = i + j end
+      local sent = 0
+      while sent < k do sent = sent + assert(ch:push_many(buf, k - sent, 30, sent)) end
+      i = i + k
+    end
+  end
+  local function consumer(ch)
+    local ffi = require "ffi"
+    local buf = ffi.new("int64_t[?]", 40)
+    local count, sum = 0, 0
+    while true do
+      local k, err = ch:pop_many(buf, 40, 30)
+      if not k then assert(err == "closed", err); break end
+      for j = 0, k - 1 do sum = sum + tonumber(buf[j]) end
+      count = count + k
+    end
+    return count, sum
+  end
+  local cs = { par.spawn(consumer, ch), par.spawn(consumer, ch) }
+  local ps = { par.spawn(producer, ch, 1, n), par.spawn(producer, ch, n + 1, n) }
+  for _, p in ipairs(ps) do lu.assertTrue(p:join(60)) end
+  ch:close()
+  local count, sum = 0, 0
+  for _, c in ipairs(cs) do
+    local ok, k, s = c:join(60)
+    lu.assertTrue(ok, k)
+    count, sum = count + k, sum + s
+  end
+  lu.assertEquals(count, 2 * n)
+  lu.assertEquals(sum, 2 * n * (2 * n + 1) / 2)
+end
+
+function TestChannel:testWakeNotLostWhenAWaiterIsCancelled()
+  -- Three consumers sleep on an empty channel; one is cancelled, then two
+  -- items arrive: the other two get them (a wake swallowed by the cancelled
+  -- one would leave an item behind and a consumer asleep until its timeout).
+  local ch = par.channel(4)
+  local ts = {}
+  for i = 1, 3 do ts[i] = par.spawn(function(ch) return ch:pop(20) end, ch) end
+  par.sleep(0.2)                                -- all three asleep in pop
+  ts[1]:cancel()
+  ch:push("a")
+  ch:push("b")
+  lu.assertEquals({ ts[1]:join(10) }, { true, nil, "cancelled" })
+  local got = {}
+  for i = 2, 3 do
+    local ok, v = ts[i]:join(10)
+    lu.assertTrue(ok)
+    got[#got + 1] = v
+  end
+  table.sort(got)
+  lu.assertEquals(got, { "a", "b" })          -- joins (10 s) end before the pops' 20 s
+end
