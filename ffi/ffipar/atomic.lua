@@ -130,6 +130,9 @@ local LIM32 = 2^31
 local function bad_ptr(fname, p)
   local what = type(p) == "cdata" and tostring(ffi.typeof(p)) or type(p)
   if type(p) == "cdata" and p == nil then what = "a NULL " .. what end
+  if type(p) == "cdata" and pcall(function() return p.ptr end) then
+    what = what .. " (a par.array: pass a:ptr() + i)"
+  end
   lib.argerror(fname, "argument #1 must be an int32_t*, int64_t* or double* into shared memory "
     .. "(e.g. a:ptr() + i), got " .. what, 3)
 end
@@ -159,60 +162,71 @@ local function f64_arg(v, fname, i)
   return v
 end
 
+-- Dispatch on the exact pointer ctype (ffi.istype would also accept
+-- uint32_t* as int32_t*); ffi.typeof of a cdata and the comparison compile.
+local typeof = ffi.typeof
 local atomics = {}
 
 --- The value of *p.
 function atomics.load(p)
-  if p ~= nil then
-    if istype(f64p, p) then return C.ffipar_atomics_load_f64(p) end
-    if istype(i64p, p) then return C.ffipar_atomics_load_i64(p) end
-    if istype(i32p, p) then return C.ffipar_atomics_load_i32(p) end
+  if type(p) == "cdata" and p ~= nil then
+    local t = typeof(p)
+    if t == f64p then return C.ffipar_atomics_load_f64(p) end
+    if t == i64p then return C.ffipar_atomics_load_i64(p) end
+    if t == i32p then return C.ffipar_atomics_load_i32(p) end
   end
   bad_ptr("ffipar.atomics.load", p)
 end
 
 --- *p = v.
 function atomics.store(p, v)
-  if p ~= nil then
-    if istype(f64p, p) then return C.ffipar_atomics_store_f64(p, f64_arg(v, "ffipar.atomics.store", 2)) end
-    if istype(i64p, p) then return C.ffipar_atomics_store_i64(p, i64_arg(v, "ffipar.atomics.store", 2)) end
-    if istype(i32p, p) then return C.ffipar_atomics_store_i32(p, i32_arg(v, "ffipar.atomics.store", 2)) end
+  local f = "ffipar.atomics.store"
+  if type(p) == "cdata" and p ~= nil then
+    local t = typeof(p)
+    if t == f64p then return C.ffipar_atomics_store_f64(p, f64_arg(v, f, 2)) end
+    if t == i64p then return C.ffipar_atomics_store_i64(p, i64_arg(v, f, 2)) end
+    if t == i32p then return C.ffipar_atomics_store_i32(p, i32_arg(v, f, 2)) end
   end
-  bad_ptr("ffipar.atomics.store", p)
+  bad_ptr(f, p)
 end
 
 --- *p += v; returns the value before (a double add is a CAS loop).
 function atomics.add(p, v)
-  if p ~= nil then
-    if istype(f64p, p) then return C.ffipar_atomics_add_f64(p, f64_arg(v, "ffipar.atomics.add", 2)) end
-    if istype(i64p, p) then return C.ffipar_atomics_add_i64(p, i64_arg(v, "ffipar.atomics.add", 2)) end
-    if istype(i32p, p) then return C.ffipar_atomics_add_i32(p, i32_arg(v, "ffipar.atomics.add", 2)) end
+  local f = "ffipar.atomics.add"
+  if type(p) == "cdata" and p ~= nil then
+    local t = typeof(p)
+    if t == f64p then return C.ffipar_atomics_add_f64(p, f64_arg(v, f, 2)) end
+    if t == i64p then return C.ffipar_atomics_add_i64(p, i64_arg(v, f, 2)) end
+    if t == i32p then return C.ffipar_atomics_add_i32(p, i32_arg(v, f, 2)) end
   end
-  bad_ptr("ffipar.atomics.add", p)
+  bad_ptr(f, p)
 end
 
 --- *p = v; returns the value before.
 function atomics.exchange(p, v)
-  if p ~= nil then
-    if istype(f64p, p) then return C.ffipar_atomics_exchange_f64(p, f64_arg(v, "ffipar.atomics.exchange", 2)) end
-    if istype(i64p, p) then return C.ffipar_atomics_exchange_i64(p, i64_arg(v, "ffipar.atomics.exchange", 2)) end
-    if istype(i32p, p) then return C.ffipar_atomics_exchange_i32(p, i32_arg(v, "ffipar.atomics.exchange", 2)) end
+  local f = "ffipar.atomics.exchange"
+  if type(p) == "cdata" and p ~= nil then
+    local t = typeof(p)
+    if t == f64p then return C.ffipar_atomics_exchange_f64(p, f64_arg(v, f, 2)) end
+    if t == i64p then return C.ffipar_atomics_exchange_i64(p, i64_arg(v, f, 2)) end
+    if t == i32p then return C.ffipar_atomics_exchange_i32(p, i32_arg(v, f, 2)) end
   end
-  bad_ptr("ffipar.atomics.exchange", p)
+  bad_ptr(f, p)
 end
 
 --- If *p == expected then *p = new: true if it was set. Doubles compare
 -- bit patterns (0.0 and -0.0 differ).
 function atomics.cas(p, expected, new)
   local f = "ffipar.atomics.cas"
-  if p ~= nil then
-    if istype(f64p, p) then
+  if type(p) == "cdata" and p ~= nil then
+    local t = typeof(p)
+    if t == f64p then
       return C.ffipar_atomics_cas_f64(p, f64_arg(expected, f, 2), f64_arg(new, f, 3)) ~= 0
     end
-    if istype(i64p, p) then
+    if t == i64p then
       return C.ffipar_atomics_cas_i64(p, i64_arg(expected, f, 2), i64_arg(new, f, 3)) ~= 0
     end
-    if istype(i32p, p) then
+    if t == i32p then
       return C.ffipar_atomics_cas_i32(p, i32_arg(expected, f, 2), i32_arg(new, f, 3)) ~= 0
     end
   end
