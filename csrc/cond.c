@@ -6,7 +6,8 @@
 */
 #include "shim.h"
 
-/* Defined in mutex.c. */
+/* Defined in mutex.c; `me` is mutex_self_key(). */
+int  mutex_self_key(void);
 int  mutex_release_if_held(ffipar_mutex *m, int me);
 void mutex_relock(ffipar_mutex *m, int me);
 
@@ -32,7 +33,7 @@ int ffipar_cond_new(ffipar_cond **out)
 
 int ffipar_cond_wait(ffipar_cond *c, ffipar_mutex *m, double timeout)
 {
-  int me = ffipar_self_id() + 1;
+  int me = mutex_self_key();
   int64_t deadline = deadline_of(timeout);
   uint32_t seq = atomic_load(&c->seq);
   /* seq_cst on waiters and seq (here and in signal): either the signaller
