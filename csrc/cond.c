@@ -6,8 +6,7 @@
 */
 #include "shim.h"
 
-/* Defined in mutex.c; `me` is mutex_self_key(). */
-int  mutex_self_key(void);
+/* Defined in mutex.c. */
 int  mutex_release_if_held(ffipar_mutex *m, int me);
 void mutex_relock(ffipar_mutex *m, int me);
 
@@ -31,9 +30,8 @@ int ffipar_cond_new(ffipar_cond **out)
   return FFIPAR_OK;
 }
 
-int ffipar_cond_wait(ffipar_cond *c, ffipar_mutex *m, double timeout)
+int ffipar_cond_wait(ffipar_cond *c, ffipar_mutex *m, int me, double timeout)
 {
-  int me = mutex_self_key();
   int64_t deadline = deadline_of(timeout);
   uint32_t seq = atomic_load(&c->seq);
   /* seq_cst on waiters and seq (here and in signal): either the signaller

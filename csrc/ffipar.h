@@ -124,20 +124,25 @@ int      ffipar_race_mark(void *marks, int64_t i);
 /* @section mutex */
 
 /* A mutual-exclusion lock, not recursive, that remembers which thread holds
-** it (by ffipar_self_id). *out holds one reference for the caller. */
+** it. *out holds one reference for the caller.
+** `self` below is the caller's ffipar_self_id() + 1. The caller passes it
+** (the Lua side reads it once per state) because ffipar_self_id costs a
+** __tls_get_addr call, and the holder check runs on every lock and unlock;
+** a wrong `self` defeats the holder check but cannot corrupt memory, and
+** self <= 0 gets FFIPAR_EINVAL. */
 typedef struct ffipar_mutex ffipar_mutex;
 int  ffipar_mutex_new(ffipar_mutex **out);
-/* Take the lock, waiting up to `timeout`. FFIPAR_OK (now held by the calling
-** thread), _ETIMEOUT, _ECANCELLED (a cancelled worker), or _EBUSY when the
-** calling thread already holds it (waiting would deadlock). */
-int  ffipar_mutex_lock(ffipar_mutex *m, double timeout);
-/* Take the lock if it is free: 1 taken, 0 held by some thread (this one too). */
-int  ffipar_mutex_trylock(ffipar_mutex *m);
-/* Release the lock: FFIPAR_OK, or _EPERM (nothing changed) when the calling
-** thread does not hold it. Wakes one waiter. */
-int  ffipar_mutex_unlock(ffipar_mutex *m);
-/* The id of the holding thread (see ffipar_self_id), or -1 when free. A
-** snapshot, for error messages. */
+/* Take the lock, waiting up to `timeout`. FFIPAR_OK (now held by `self`),
+** _ETIMEOUT, _ECANCELLED (a cancelled worker), or _EBUSY when `self`
+** already holds it (waiting would deadlock). */
+int  ffipar_mutex_lock(ffipar_mutex *m, int self, double timeout);
+/* Take the lock if it is free: 1 taken, 0 held by some thread (`self` too). */
+int  ffipar_mutex_trylock(ffipar_mutex *m, int self);
+/* Release the lock: FFIPAR_OK, or _EPERM (nothing changed) when `self` does
+** not hold it. Wakes one waiter. */
+int  ffipar_mutex_unlock(ffipar_mutex *m, int self);
+/* The ffipar_self_id() of the holding thread, or -1 when free. A snapshot,
+** for error messages. */
 int  ffipar_mutex_owner(const ffipar_mutex *m);
 
 
@@ -147,12 +152,14 @@ int  ffipar_mutex_owner(const ffipar_mutex *m);
 ** reference for the caller. */
 typedef struct ffipar_cond ffipar_cond;
 int  ffipar_cond_new(ffipar_cond **out);
-/* Release `m` (held by the calling thread), wait for a signal, then take `m`
-** again before returning, whatever the outcome; the re-lock waits as long as
-** it must, even when the worker is cancelled. FFIPAR_OK (signalled, or a
-** spurious wake: re-check the condition), _ETIMEOUT, _ECANCELLED, or _EPERM
-** (nothing done) when the calling thread does not hold `m`. */
-int  ffipar_cond_wait(ffipar_cond *c, ffipar_mutex *m, double timeout);
+/* Release `m` (held by `self`, as for ffipar_mutex_lock), wait for a
+** signal, then take `m` again before returning, whatever the outcome; the
+** re-lock waits as long as it must, even when the worker is cancelled.
+** FFIPAR_OK (signalled, or a spurious wake: re-check the condition),
+** _ETIMEOUT, _ECANCELLED, or _EPERM (nothing done) when `self` does not
+** hold `m`. */
+int  ffipar_cond_wait(ffipar_cond *c, struct ffipar_mutex *m, int self,
+                      double timeout);
 /* Wake one waiter / every waiter (none is fine). Need not hold the mutex. */
 void ffipar_cond_signal(ffipar_cond *c);
 void ffipar_cond_broadcast(ffipar_cond *c);

@@ -11,22 +11,8 @@ struct ffipar_mutex {
   ffipar_obj hdr;
   /* state and owner share one cache line: both move with the lock. */
   _Alignas(64) _Atomic uint32_t state;
-  _Atomic int owner;           /* self_key() of the holder, 0 free */
+  _Atomic int owner;           /* ffipar_self_id() + 1 of the holder, 0 free */
 };
-
-/* The calling thread's ffipar_self_id() + 1, cached: a thread's id never
-** changes, and ffipar_self_id reaches its TLS through __tls_get_addr, twice
-** per lock/unlock pair otherwise. initial-exec makes this one a plain
-** %fs-relative load; an int fits easily in the static TLS surplus that
-** glibc keeps for dlopen'ed libraries. */
-static _Thread_local int my_id __attribute__((tls_model("initial-exec")));
-
-static inline int self_key(void)
-{
-  int me = my_id;
-  if (me == 0) my_id = me = ffipar_self_id() + 1;
-  return me;
-}
 
 static void mutex_destroy(ffipar_obj *o)
 {
@@ -62,6 +48,7 @@ static int lock_slow(ffipar_mutex *m, int me, double timeout, int cancellable)
   ** early grabs bounce the cache line away from a holder that would have
   ** gone on; a sleeping waiter costs the holder one wake per unlock). */
   int64_t deadline = cancellable ? deadline_of(timeout) : -1;
+  if (deadline == 0) return FFIPAR_ETIMEOUT;   /* a poll: the CAS failed */
   /* From here on the state says 2 while we may sleep, so that the holder's
   ** unlock wakes someone. */
   while (atomic_exchange(&m->state, 2) != 0) {
@@ -87,16 +74,18 @@ static inline int lock_as(ffipar_mutex *m, int me, double timeout, int cancellab
   return FFIPAR_OK;
 }
 
-int ffipar_mutex_lock(ffipar_mutex *m, double timeout)
+int ffipar_mutex_lock(ffipar_mutex *m, int self, double timeout)
 {
-  return lock_as(m, self_key(), timeout, 1);
+  if (self <= 0) return FFIPAR_EINVAL;     /* 0 would read as "free" */
+  return lock_as(m, self, timeout, 1);
 }
 
-int ffipar_mutex_trylock(ffipar_mutex *m)
+int ffipar_mutex_trylock(ffipar_mutex *m, int self)
 {
+  if (self <= 0) return FFIPAR_EINVAL;
   uint32_t z = 0;
   if (!atomic_compare_exchange_strong(&m->state, &z, 1)) return 0;
-  atomic_store_explicit(&m->owner, self_key(), memory_order_relaxed);
+  atomic_store_explicit(&m->owner, self, memory_order_relaxed);
   return 1;
 }
 
@@ -106,9 +95,10 @@ static inline void unlock_held(ffipar_mutex *m)
   if (atomic_exchange(&m->state, 0) == 2) futex_wake(&m->state, 1);
 }
 
-int ffipar_mutex_unlock(ffipar_mutex *m)
+int ffipar_mutex_unlock(ffipar_mutex *m, int self)
 {
-  if (!held_by(m, self_key())) return FFIPAR_EPERM;
+  if (self <= 0) return FFIPAR_EINVAL;
+  if (!held_by(m, self)) return FFIPAR_EPERM;
   unlock_held(m);
   return FFIPAR_OK;
 }
@@ -119,15 +109,10 @@ int ffipar_mutex_owner(const ffipar_mutex *m)
   return atomic_load_explicit(&m->owner, memory_order_relaxed) - 1;
 }
 
-/* For cond.c: who the caller is, release a mutex it holds, take it back. */
-int mutex_self_key(void)
-{
-  return self_key();
-}
-
+/* For cond.c: release a mutex the caller holds, and take it back. */
 int mutex_release_if_held(ffipar_mutex *m, int me)
 {
-  if (!held_by(m, me)) return FFIPAR_EPERM;
+  if (me <= 0 || !held_by(m, me)) return FFIPAR_EPERM;
   unlock_held(m);
   return FFIPAR_OK;
 }

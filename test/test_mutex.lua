@@ -205,3 +205,13 @@ function TestMutex:testHotLoopCompiles()
   end)
   lu.assertNil(jitcheck.problem(log, "test_mutex.lua", line))
 end
+
+function TestMutex:testCRefusesSelfZero()
+  -- 0 is the owner field's "free": the C side refuses it as a caller key.
+  local C = require("ffipar.lib").C
+  local m = par.mutex()
+  lu.assertEquals(C.ffipar_mutex_lock(m, 0, -1), C.FFIPAR_EINVAL)
+  lu.assertEquals(C.ffipar_mutex_unlock(m, 0), C.FFIPAR_EINVAL)
+  lu.assertTrue(m:trylock())
+  m:unlock()
+end

@@ -34,7 +34,7 @@ function cond:wait(m, timeout)
   if not mutex.is(m) then
     lib.argerror("cv:wait", "argument #1 must be a par.mutex, got " .. tostring(m))
   end
-  local rc = C.ffipar_cond_wait(self, m, lib.timeout(timeout, "cv:wait"))
+  local rc = C.ffipar_cond_wait(self, m, mutex.self_key(), lib.timeout(timeout, "cv:wait"))
   if rc == 0 then return true end
   if rc == EPERM then
     lib.argerror("cv:wait", "the mutex is not locked by this thread ("

@@ -32,13 +32,23 @@ local function holder(m)
   return id < 0 and "nobody" or lib.thread_name(id)
 end
 
+-- This state's key for the holder check, ffipar_self_id() + 1, read on
+-- first use: a Lua state only ever runs as one thread (the main thread or
+-- one worker), and the C side need not look its thread-local up each time.
+local me
+local function self_key()
+  me = C.ffipar_self_id() + 1
+  return me
+end
+M.self_key = function() return me or self_key() end
+
 local mutex = {}
 
 --- Take the lock, waiting up to `timeout` seconds (nil: forever).
 -- true | nil, "timeout" | nil, "cancelled".
 function mutex:lock(timeout)
   if not istype(mutex_p, self) or self == nil then bad_self("m:lock", self) end
-  local rc = C.ffipar_mutex_lock(self, lib.timeout(timeout, "m:lock"))
+  local rc = C.ffipar_mutex_lock(self, me or self_key(), lib.timeout(timeout, "m:lock"))
   if rc == 0 then return true end
   if rc == EBUSY then
     lib.argerror("m:lock", "this thread (" .. lib.thread_name(C.ffipar_self_id())
@@ -50,20 +60,20 @@ end
 --- Take the lock if it is free: true, or false when any thread holds it.
 function mutex:trylock()
   if not istype(mutex_p, self) or self == nil then bad_self("m:trylock", self) end
-  return C.ffipar_mutex_trylock(self) ~= 0
+  return C.ffipar_mutex_trylock(self, me or self_key()) == 1
 end
 
 --- Release the lock, which this thread must hold.
 function mutex:unlock()
   if not istype(mutex_p, self) or self == nil then bad_self("m:unlock", self) end
-  if C.ffipar_mutex_unlock(self) ~= 0 then
+  if C.ffipar_mutex_unlock(self, me or self_key()) ~= 0 then
     lib.argerror("m:unlock", ("the mutex is not locked by this thread (%s); held by %s")
       :format(lib.thread_name(C.ffipar_self_id()), holder(self)))
   end
 end
 
 local function with_end(m, ok, ...)
-  local rc = C.ffipar_mutex_unlock(m)
+  local rc = C.ffipar_mutex_unlock(m, me or self_key())
   if not ok then error((...), 0) end
   if rc ~= 0 then error("m:with: the function released the mutex itself", 0) end
   return ...
@@ -76,7 +86,7 @@ function mutex:with(fn, ...)
   if type(fn) ~= "function" then
     lib.argerror("m:with", "argument #1 must be a function, got " .. type(fn))
   end
-  local rc = C.ffipar_mutex_lock(self, -1)
+  local rc = C.ffipar_mutex_lock(self, me or self_key(), -1)
   if rc == EBUSY then
     lib.argerror("m:with", "this thread already holds the mutex; it is not recursive")
   elseif rc ~= 0 then
