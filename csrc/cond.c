@@ -41,7 +41,11 @@ int ffipar_cond_wait(ffipar_cond *c, ffipar_mutex *m, int me, double timeout)
     atomic_fetch_sub(&c->waiters, 1);
     return FFIPAR_EPERM;
   }
-  int rc = futex_wait(&c->seq, seq, deadline);
+  /* futex_wait also returns early for its own reasons (a worker re-checks
+  ** for cancellation every 50 ms): sleep again until a signal came. */
+  int rc;
+  do rc = futex_wait(&c->seq, seq, deadline);
+  while (rc == FFIPAR_OK && atomic_load(&c->seq) == seq);
   atomic_fetch_sub(&c->waiters, 1);
   /* Giving up after a signal arrived may have swallowed the wake meant for
   ** another waiter: pass one on (a spurious wake at worst). */

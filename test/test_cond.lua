@@ -72,6 +72,19 @@ function TestCond:testTimeoutReturnsHoldingTheMutex()
   m:unlock()
 end
 
+function TestCond:testWorkerWaitWithoutSignalTimesOut()
+  -- A worker's futex sleeps are cut into 50 ms slices (to notice cancel);
+  -- those must not show up as wakes.
+  local m, cv = par.mutex(), par.cond()
+  local t = par.spawn(function(m, cv)
+    m:lock()
+    local r, err = cv:wait(m, 0.2)
+    m:unlock()
+    return r, err
+  end, m, cv)
+  lu.assertEquals({ t:join(10) }, { true, nil, "timeout" })
+end
+
 function TestCond:testCancelReturnsHoldingTheMutex()
   local m, cv = par.mutex(), par.cond()
   local t = par.spawn(function(m, cv)
