@@ -41,13 +41,15 @@ end
 function TestAtomic:testContendedAddIsExact()
   local n = par.atomic(0)
   local iters = util.scale(1e6)
+  local go = par.barrier(2)
   local ts = {}
   for i = 1, 2 do
-    ts[i] = par.spawn(function(n, iters)
+    ts[i] = par.spawn(function(n, iters, go)
+      assert(go:wait(30) ~= nil)          -- start together
       for _ = 1, iters do n:add(1) end
       for _ = 1, iters do n:sub(1) end
       for _ = 1, iters do n:add(2) end
-    end, n, iters)
+    end, n, iters, go)
   end
   for i = 1, 2 do lu.assertTrue(ts[i]:join(120)) end
   lu.assertEquals(n:load(), 2 * 2 * iters)

@@ -29,16 +29,18 @@ function TestMutex:testContendedCounterIsExact()
   local m = par.mutex()
   local count = par.array("double", 1)
   local iters = util.scale(1e6)
+  local go = par.barrier(2)
   local ts = {}
   for w = 1, 2 do
-    ts[w] = par.spawn(function(m, count, iters)
+    ts[w] = par.spawn(function(m, count, iters, go)
+      assert(go:wait(30) ~= nil)          -- start together
       local p = count:ptr()
       for _ = 1, iters do
         m:lock()
         p[0] = p[0] + 1
         m:unlock()
       end
-    end, m, count, iters)
+    end, m, count, iters, go)
   end
   for w = 1, 2 do lu.assertTrue(ts[w]:join(120)) end
   lu.assertEquals(count[0], 2 * iters)
@@ -62,6 +64,34 @@ function TestMutex:testContendedWithMainThreadAndTrylock()
   end
   lu.assertTrue(t:join(120))
   lu.assertEquals(count[0], 2 * iters)
+end
+
+function TestMutex:testTimedLocksUnderContentionAreExact()
+  -- Four workers on fewer cores lock with a tiny timeout and retry, and
+  -- every 4th critical section is long: waiters give up all the time (the
+  -- give-up path hands on wakes it may have taken), and none may be lost.
+  local m = par.mutex()
+  local count = par.array("double", 1)
+  local gaveup = par.atomic(0)
+  local iters = util.scale(20000)
+  local go = par.barrier(4)             -- start together, or there is no contention
+  local ts = {}
+  for w = 1, 4 do
+    ts[w] = par.spawn(function(m, count, gaveup, iters, go)
+      assert(go:wait(30) ~= nil)
+      for i = 1, iters do
+        while not m:lock(0.00001) do gaveup:add(1) end
+        local x = count[0]
+        if i % 4 == 0 then for _ = 1, 20000 do x = x + 1e-9 end end
+        count[0] = math.floor(x) + 1
+        m:unlock()
+      end
+    end, m, count, gaveup, iters, go)
+  end
+  for w = 1, 4 do lu.assertTrue(ts[w]:join(120)) end
+  lu.assertEquals(count[0], 4 * iters)
+  lu.assertTrue(m:trylock())
+  m:unlock()
 end
 
 function TestMutex:testLockTimesOut()

@@ -28,19 +28,45 @@ function TestSemaphore:testBinarySemaphoreExcludesUnderContention()
   local s = par.semaphore(1)
   local count = par.array("double", 1)
   local iters = util.scale(1e6)
+  local go = par.barrier(2)
   local ts = {}
   for w = 1, 2 do
-    ts[w] = par.spawn(function(s, count, iters)
+    ts[w] = par.spawn(function(s, count, iters, go)
+      assert(go:wait(30) ~= nil)          -- start together
       local p = count:ptr()
       for _ = 1, iters do
         s:acquire()
         p[0] = p[0] + 1
         s:release()
       end
-    end, s, count, iters)
+    end, s, count, iters, go)
   end
   for w = 1, 2 do lu.assertTrue(ts[w]:join(120)) end
   lu.assertEquals(count[0], 2 * iters)
+  lu.assertEquals(s:count(), 1)
+end
+
+function TestSemaphore:testTimedAcquiresUnderContentionAreExact()
+  -- As for the mutex: tiny timeouts, long holds now and then, four workers.
+  local s = par.semaphore(1)
+  local count = par.array("double", 1)
+  local iters = util.scale(20000)
+  local go = par.barrier(4)
+  local ts = {}
+  for w = 1, 4 do
+    ts[w] = par.spawn(function(s, count, iters, go)
+      assert(go:wait(30) ~= nil)
+      for i = 1, iters do
+        while not s:acquire(0.00001) do end
+        local x = count[0]
+        if i % 4 == 0 then for _ = 1, 20000 do x = x + 1e-9 end end
+        count[0] = math.floor(x) + 1
+        s:release()
+      end
+    end, s, count, iters, go)
+  end
+  for w = 1, 4 do lu.assertTrue(ts[w]:join(120)) end
+  lu.assertEquals(count[0], 4 * iters)
   lu.assertEquals(s:count(), 1)
 end
 
