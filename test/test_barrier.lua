@@ -82,7 +82,8 @@ function TestBarrier:testMisuse()
   lu.assertErrorMsgContains("got 65536", par.barrier, 65536)
   lu.assertErrorMsgContains("got nil", par.barrier)
   local b = par.barrier(1)
-  lu.assertErrorMsgContains("b:wait: expected a par.barrier as self (use b:wait()), got nil", b.wait)
+  lu.assertErrorMsgContains("b:wait: expected a par.barrier as self (use b:method()), got nil", b.wait)
+  lu.assertErrorMsgContains("b:count: expected a par.barrier as self", b.count, 5)
   lu.assertErrorMsgContains("b:wait: timeout must be a number >= 0 or nil, got x", b.wait, b, "x")
 end
 

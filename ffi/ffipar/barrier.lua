@@ -18,15 +18,17 @@ end
 local istype = ffi.istype
 local barrier_p = ffi.typeof("struct ffipar_barrier *")
 
+local function bad_self(fname, b)
+  lib.argerror(fname, "expected a par.barrier as self (use b:method()), got " .. tostring(b), 3)
+end
+
 local barrier = {}
 
 --- Wait until n threads have arrived (up to `timeout` seconds). true in one
 -- thread of the round, false in the others | nil, "timeout" | nil,
 -- "cancelled" (the caller then no longer counts in the round).
 function barrier:wait(timeout)
-  if not istype(barrier_p, self) or self == nil then
-    lib.argerror("b:wait", "expected a par.barrier as self (use b:wait()), got " .. tostring(self))
-  end
+  if not istype(barrier_p, self) or self == nil then bad_self("b:wait", self) end
   local rc = C.ffipar_barrier_wait(self, lib.timeout(timeout, "b:wait"))
   if rc >= 0 then return rc == 1 end
   return lib.fail(rc)
@@ -34,6 +36,7 @@ end
 
 --- How many threads make a round.
 function barrier:count()
+  if not istype(barrier_p, self) or self == nil then bad_self("b:count", self) end
   return C.ffipar_barrier_count(self)
 end
 
