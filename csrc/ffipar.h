@@ -176,6 +176,7 @@ int  ffipar_barrier_new(ffipar_barrier **out, int n);
 ** _ETIMEOUT or _ECANCELLED when the caller gave up before the round
 ** completed (it is then no longer counted in the round). */
 int  ffipar_barrier_wait(ffipar_barrier *b, double timeout);
+/* n, as given to ffipar_barrier_new. */
 int  ffipar_barrier_count(const ffipar_barrier *b);
 
 
