@@ -131,27 +131,115 @@ int      ffipar_race_mark(void *marks, int64_t i);
 
 /* @section mutex */
 
-/* (declarations of mutex.c go here) */
+/* A mutual-exclusion lock, not recursive, that remembers which thread holds
+** it. *out holds one reference for the caller.
+** `self` below is the caller's ffipar_self_id() + 1. The caller passes it
+** (the Lua side reads it once per state) because ffipar_self_id costs a
+** __tls_get_addr call, and the holder check runs on every lock and unlock;
+** a wrong `self` defeats the holder check but cannot corrupt memory, and
+** self <= 0 gets FFIPAR_EINVAL. */
+typedef struct ffipar_mutex ffipar_mutex;
+int  ffipar_mutex_new(ffipar_mutex **out);
+/* Take the lock, waiting up to `timeout`. FFIPAR_OK (now held by `self`),
+** _ETIMEOUT, _ECANCELLED (a cancelled worker), or _EBUSY when `self`
+** already holds it (waiting would deadlock). */
+int  ffipar_mutex_lock(ffipar_mutex *m, int self, double timeout);
+/* Take the lock if it is free: 1 taken, 0 held by some thread (`self` too). */
+int  ffipar_mutex_trylock(ffipar_mutex *m, int self);
+/* Release the lock: FFIPAR_OK, or _EPERM (nothing changed) when `self` does
+** not hold it. Wakes one waiter. */
+int  ffipar_mutex_unlock(ffipar_mutex *m, int self);
+/* The ffipar_self_id() of the holding thread, or -1 when free. A snapshot,
+** for error messages. */
+int  ffipar_mutex_owner(const ffipar_mutex *m);
 
 
 /* @section cond */
 
-/* (declarations of cond.c go here) */
+/* A condition variable, used with an ffipar_mutex. *out holds one
+** reference for the caller. */
+typedef struct ffipar_cond ffipar_cond;
+int  ffipar_cond_new(ffipar_cond **out);
+/* Release `m` (held by `self`, as for ffipar_mutex_lock), wait for a
+** signal, then take `m` again before returning, whatever the outcome; the
+** re-lock waits as long as it must, even when the worker is cancelled.
+** FFIPAR_OK (signalled, or a spurious wake: re-check the condition),
+** _ETIMEOUT, _ECANCELLED, or _EPERM (nothing done) when `self` does not
+** hold `m`. */
+int  ffipar_cond_wait(ffipar_cond *c, struct ffipar_mutex *m, int self,
+                      double timeout);
+/* Wake one waiter / every waiter (none is fine). Need not hold the mutex. */
+void ffipar_cond_signal(ffipar_cond *c);
+void ffipar_cond_broadcast(ffipar_cond *c);
 
 
 /* @section barrier */
 
-/* (declarations of barrier.c go here) */
+/* A reusable barrier for `n` threads, 1 <= n <= 65535 (else FFIPAR_EINVAL).
+** *out holds one reference for the caller. */
+typedef struct ffipar_barrier ffipar_barrier;
+int  ffipar_barrier_new(ffipar_barrier **out, int n);
+/* Arrive and wait until n threads have arrived in this round. Returns 1 in
+** exactly one thread of the round (the last to arrive), 0 in the others;
+** _ETIMEOUT or _ECANCELLED when the caller gave up before the round
+** completed (it is then no longer counted in the round). */
+int  ffipar_barrier_wait(ffipar_barrier *b, double timeout);
+/* n, as given to ffipar_barrier_new. */
+int  ffipar_barrier_count(const ffipar_barrier *b);
 
 
 /* @section semaphore */
 
-/* (declarations of semaphore.c go here) */
+/* A counting semaphore with an initial count 0 <= n <= 2^31 - 1 (else
+** FFIPAR_EINVAL). *out holds one reference for the caller. */
+typedef struct ffipar_semaphore ffipar_semaphore;
+int  ffipar_semaphore_new(ffipar_semaphore **out, int64_t n);
+/* Take one unit, waiting up to `timeout` for the count to be > 0.
+** FFIPAR_OK, _ETIMEOUT or _ECANCELLED (nothing taken). */
+int  ffipar_semaphore_acquire(ffipar_semaphore *s, double timeout);
+/* Give back k >= 1 units and wake up to k waiters. FFIPAR_OK, or
+** _EINVAL (nothing changed) when the count would exceed 2^31 - 1. */
+int  ffipar_semaphore_release(ffipar_semaphore *s, int64_t k);
+/* The count now (a snapshot). */
+int64_t ffipar_semaphore_count(const ffipar_semaphore *s);
 
 
 /* @section atomic */
 
-/* (declarations of atomic.c go here) */
+/* A shared int64_t. Values come back as doubles so that Lua gets plain
+** numbers (exact up to 2^53). All operations are sequentially consistent.
+** *out holds one reference for the caller. */
+typedef struct ffipar_atomic ffipar_atomic;
+int    ffipar_atomic_new(ffipar_atomic **out, int64_t init);
+double ffipar_atomic_load(const ffipar_atomic *a);
+void   ffipar_atomic_store(ffipar_atomic *a, int64_t v);
+/* add, sub and exchange return the value held before (as C11 does). */
+double ffipar_atomic_add(ffipar_atomic *a, int64_t v);
+double ffipar_atomic_sub(ffipar_atomic *a, int64_t v);
+double ffipar_atomic_exchange(ffipar_atomic *a, int64_t v);
+/* Store `desired` if the value is `expected`: 1 stored, 0 not. */
+int    ffipar_atomic_cas(ffipar_atomic *a, int64_t expected, int64_t desired);
+/* The exact value, for values beyond 2^53. */
+int64_t ffipar_atomic_load64(const ffipar_atomic *a);
+
+/* The same operations on naturally aligned shared memory (par.atomics):
+** int32_t, int64_t and double cells. A double add is a CAS loop. */
+double ffipar_atomics_load_i32(int32_t *p);
+void   ffipar_atomics_store_i32(int32_t *p, int32_t v);
+double ffipar_atomics_add_i32(int32_t *p, int32_t v);
+double ffipar_atomics_exchange_i32(int32_t *p, int32_t v);
+int    ffipar_atomics_cas_i32(int32_t *p, int32_t expected, int32_t desired);
+double ffipar_atomics_load_i64(int64_t *p);
+void   ffipar_atomics_store_i64(int64_t *p, int64_t v);
+double ffipar_atomics_add_i64(int64_t *p, int64_t v);
+double ffipar_atomics_exchange_i64(int64_t *p, int64_t v);
+int    ffipar_atomics_cas_i64(int64_t *p, int64_t expected, int64_t desired);
+double ffipar_atomics_load_f64(double *p);
+void   ffipar_atomics_store_f64(double *p, double v);
+double ffipar_atomics_add_f64(double *p, double v);
+double ffipar_atomics_exchange_f64(double *p, double v);
+/* Compares the bits: 0.0 and -0.0 differ, a NaN can match itself. */
+int    ffipar_atomics_cas_f64(double *p, double expected, double desired);
 
 
 /* @section gate */
