@@ -18,5 +18,8 @@ check "best_move --checked" 0 $LUAJIT examples/best_move.lua -n 60 -s 3 --checke
 check "best_move bad -n" 2 $LUAJIT examples/best_move.lua -n 2
 check "heavy_computation" 0 $LUAJIT examples/heavy_computation.lua -n 100000 -w 2
 check "heavy_computation --help" 0 $LUAJIT examples/heavy_computation.lua --help
+out=$($LUAJIT examples/shared_counter.lua -w 2 -n 200000 2>&1)
+[ "$(echo "$out" | grep -c ' exact ')" -eq 2 ] || { echo "shared_counter: $out"; fails=$((fails + 1)); }
+check "shared_counter bad -w" 2 $LUAJIT examples/shared_counter.lua -w 0
 echo "examples: $fails failures"
 [ $fails -eq 0 ]

@@ -93,7 +93,7 @@ function TestPool:testParallelForBalancesUnevenWork()
   self.pool:parallel_for(n, function(lo, hi, who)
     local par = require "ffipar"
     for i = lo, hi - 1 do
-      if i < 16 then par.sleep(0.005) end
+      if i < 16 then par.sleep(0.02) end
       who[i] = par.id()
     end
   end, who)
