@@ -3,7 +3,6 @@ local lu = require "luaunit"
 local ffi = require "ffi"
 local par = require "ffipar"
 local util = require "util"
-local jitcheck = require "jitcheck"
 
 TestAtomic = {}
 
@@ -206,17 +205,17 @@ function TestAtomic:testHotLoopsCompile()
   local n = par.atomic(0)
   local a = par.array("double", 1)
   local line
-  local log = jitcheck.log(function()
+  local log = util.jit_log(function()
     local s = 0
-    line = jitcheck.next_line()
+    line = util.next_line()
     for _ = 1, 1000 do s = s + n:add(1) end
     for _ = 1, 1000 do s = s + n:load() end
     local p = a:ptr()
     for _ = 1, 1000 do par.atomics.add(p, 1) end
   end)
-  lu.assertNil(jitcheck.problem(log, "test_atomic.lua", line))
-  lu.assertNil(jitcheck.problem(log, "test_atomic.lua", line + 1))
-  lu.assertNil(jitcheck.problem(log, "test_atomic.lua", line + 3))
+  lu.assertNil(util.jit_problem(log, "test_atomic.lua", line))
+  lu.assertNil(util.jit_problem(log, "test_atomic.lua", line + 1))
+  lu.assertNil(util.jit_problem(log, "test_atomic.lua", line + 3))
   lu.assertEquals(n:load(), 1000)
   lu.assertEquals(a[0], 1000)
 end

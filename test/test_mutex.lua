@@ -3,7 +3,6 @@
 local lu = require "luaunit"
 local par = require "ffipar"
 local util = require "util"
-local jitcheck = require "jitcheck"
 
 TestMutex = {}
 
@@ -229,11 +228,11 @@ end
 function TestMutex:testHotLoopCompiles()
   local m = par.mutex()
   local line
-  local log = jitcheck.log(function()
-    line = jitcheck.next_line()
+  local log = util.jit_log(function()
+    line = util.next_line()
     for _ = 1, 1000 do m:lock(); m:unlock() end
   end)
-  lu.assertNil(jitcheck.problem(log, "test_mutex.lua", line))
+  lu.assertNil(util.jit_problem(log, "test_mutex.lua", line))
 end
 
 function TestMutex:testCRefusesSelfZero()
