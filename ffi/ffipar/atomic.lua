@@ -16,9 +16,7 @@ lib.declare("atomic")
 
 local M = {}
 
-local function addr(p)
-  return ("0x%x"):format(tonumber(ffi.cast("uintptr_t", p)))
-end
+local addr = lib.addr
 
 local istype = ffi.istype
 local atomic_p = ffi.typeof("struct ffipar_atomic *")
@@ -33,8 +31,8 @@ local function int_arg(v, fname, i)
   lib.argerror(fname, ("argument #%d must be an integer, got %s"):format(i, tostring(v)), 3)
 end
 
-local function bad_self(fname, a)
-  lib.argerror(fname, "expected a par.atomic as self (use n:method()), got " .. tostring(a), 3)
+local function bad_self(fname, v)
+  lib.bad_self(fname, "atomic", "n", v)
 end
 
 -- The checks below are written out in each method (not behind a shared

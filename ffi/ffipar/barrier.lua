@@ -11,15 +11,13 @@ lib.declare("barrier")
 
 local M = {}
 
-local function addr(p)
-  return ("0x%x"):format(tonumber(ffi.cast("uintptr_t", p)))
-end
+local addr = lib.addr
 
 local istype = ffi.istype
 local barrier_p = ffi.typeof("struct ffipar_barrier *")
 
-local function bad_self(fname, b)
-  lib.argerror(fname, "expected a par.barrier as self (use b:method()), got " .. tostring(b), 3)
+local function bad_self(fname, v)
+  lib.bad_self(fname, "barrier", "b", v)
 end
 
 local barrier = {}

@@ -13,16 +13,14 @@ lib.declare("cond")
 
 local M = {}
 
-local function addr(p)
-  return ("0x%x"):format(tonumber(ffi.cast("uintptr_t", p)))
-end
+local addr = lib.addr
 
 local istype = ffi.istype
 local cond_p = ffi.typeof("struct ffipar_cond *")
 local EPERM = C.FFIPAR_EPERM
 
-local function bad_self(fname, c)
-  lib.argerror(fname, "expected a par.cond as self (use cv:method()), got " .. tostring(c), 3)
+local function bad_self(fname, v)
+  lib.bad_self(fname, "cond", "cv", v)
 end
 
 local cond = {}

@@ -93,6 +93,18 @@ function M.finish(cleanup, ok, ...)
   return ...
 end
 
+-- A pointer as 0x... for __tostring.
+function M.addr(p)
+  return ("0x%x"):format(tonumber(ffi.cast("uintptr_t", p)))
+end
+
+-- The error for a method called on something else (usually obj.method()
+-- instead of obj:method()): "expected a par.mutex as self (use m:method())".
+-- Called from a module's own bad_self, called from the method: level 4.
+function M.bad_self(fname, what, var, v)
+  M.argerror(fname, ("expected a par.%s as self (use %s:method()), got %s"):format(what, var, tostring(v)), 4)
+end
+
 -- A name for a thread id in messages.
 function M.thread_name(id)
   return id == 0 and "the main thread" or ("worker " .. id)

@@ -13,18 +13,14 @@ lib.declare("mutex")
 
 local M = {}
 
-local function addr(p)
-  return ("0x%x"):format(tonumber(ffi.cast("uintptr_t", p)))
-end
+local addr = lib.addr
 
 local istype = ffi.istype
 local mutex_p = ffi.typeof("struct ffipar_mutex *")
 local EBUSY = C.FFIPAR_EBUSY
 
--- Raise the error for a method called on something that is not a mutex
--- (typically m.lock() instead of m:lock()).
-local function bad_self(fname, m)
-  lib.argerror(fname, "expected a par.mutex as self (use m:method()), got " .. tostring(m), 3)
+local function bad_self(fname, v)
+  lib.bad_self(fname, "mutex", "m", v)
 end
 
 local function holder(m)

@@ -11,9 +11,7 @@ lib.declare("semaphore")
 
 local M = {}
 
-local function addr(p)
-  return ("0x%x"):format(tonumber(ffi.cast("uintptr_t", p)))
-end
+local addr = lib.addr
 
 local MAX = 2^31 - 1
 local istype = ffi.istype
