@@ -300,11 +300,7 @@ static int enter_slow(ffipar_gate *g, uint64_t color, double timeout)
     atomic_fetch_and_explicit(&g->state, ~CLOSED, memory_order_relaxed);
   } else {
     s = atomic_load_explicit(&g->state, memory_order_acquire);
-#if GATE_MUTANT == 4    /* mutant: forgets to admit a drained gate */
-    (void)s;
-#else
     if ((s & CNT_MASK) == 0) wake = admit_head(g, s);
-#endif
   }
   tlock_release(&g->m);
   if (wake) futex_wake(&wake->gen, INT_MAX);
