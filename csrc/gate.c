@@ -300,6 +300,7 @@ static int enter_slow(ffipar_gate *g, uint64_t color, double timeout)
     atomic_fetch_and_explicit(&g->state, ~CLOSED, memory_order_relaxed);
   } else {
     s = atomic_load_explicit(&g->state, memory_order_acquire);
+    /* Drained: a leaver is on its way to admit; do it now, sooner. */
     if ((s & CNT_MASK) == 0) wake = admit_head(g, s);
   }
   tlock_release(&g->m);
