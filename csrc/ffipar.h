@@ -167,7 +167,7 @@ int    ffipar_gate_named(ffipar_gate **out, const char *name, size_t len);
 ** inside with the same color nests (depth + 1, never waits); with another
 ** color it gets FFIPAR_EBUSY (waiting would deadlock). FFIPAR_ETIMEOUT /
 ** FFIPAR_ECANCELLED (the calling worker was cancelled): not inside, nothing
-** changed. FFIPAR_EINVAL: color >= 2^47, or the thread is inside 32 gates
+** changed. FFIPAR_EINVAL: color >= 2^47, or the thread is inside 8 gates
 ** already. FFIPAR_ENOMEM. The caller keeps a reference to `g` until its
 ** leave. Nesting is tracked per OS thread. */
 int    ffipar_gate_enter(ffipar_gate *g, uint64_t color, double timeout);

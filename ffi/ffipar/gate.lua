@@ -66,7 +66,7 @@ local function enter_failed(g, rc, fname)
     lib.argerror(fname, "this thread is already inside the gate with another color "
       .. "(leave it first; waiting would deadlock)", 3)
   elseif rc == C.FFIPAR_EINVAL then
-    lib.argerror(fname, "this thread is inside too many gates at once (32)", 3)
+    lib.argerror(fname, "this thread is inside too many gates at once (8)", 3)
   elseif rc == C.FFIPAR_ENOMEM then
     error(fname .. ": out of memory", 3)
   end
