@@ -248,6 +248,9 @@ static void unlink_group(ffipar_gate *g, struct group *grp)
   g->free = grp;
 }
 
+/* Out of line, so that the fast path's function stays small (no register
+** spills for the slow path's needs). */
+__attribute__((noinline))
 static int enter_slow(ffipar_gate *g, uint64_t color, double timeout)
 {
   uint64_t tag = tag_of(color);
@@ -347,6 +350,19 @@ int ffipar_gate_enter(ffipar_gate *g, uint64_t color, double timeout)
   return rc;
 }
 
+/* The last one out of a closed gate admits the head group, unless a
+** withdrawal or a joiner that found the gate drained did it first. */
+__attribute__((noinline))
+static void handoff(ffipar_gate *g)
+{
+  struct group *wake = NULL;
+  tlock_acquire(&g->m);
+  uint64_t s = atomic_load_explicit(&g->state, memory_order_acquire);
+  if ((s & (CLOSED | CNT_MASK)) == CLOSED && g->head) wake = admit_head(g, s);
+  tlock_release(&g->m);
+  if (wake) futex_wake(&wake->gen, INT_MAX);
+}
+
 int ffipar_gate_leave(ffipar_gate *g)
 {
   struct held *h = find_held(g);
@@ -361,14 +377,7 @@ int ffipar_gate_leave(ffipar_gate *g)
 #endif
   /* The handoff decision comes from our own RMW's old value, on the word
   ** that waiters RMW to set CLOSED: no store-load race, no fence needed. */
-  if ((old & (CLOSED | CNT_MASK)) == (CLOSED | 1)) {
-    struct group *wake = NULL;
-    tlock_acquire(&g->m);
-    uint64_t s = atomic_load_explicit(&g->state, memory_order_acquire);
-    if ((s & (CLOSED | CNT_MASK)) == CLOSED && g->head) wake = admit_head(g, s);
-    tlock_release(&g->m);
-    if (wake) futex_wake(&wake->gen, INT_MAX);
-  }
+  if ((old & (CLOSED | CNT_MASK)) == (CLOSED | 1)) handoff(g);
   return FFIPAR_OK;
 }
 
