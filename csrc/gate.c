@@ -43,6 +43,7 @@
 #define DIRECT_TRIES 8
 #define HELD_MAX    8
 #define SPIN        64
+#define NSHARD      16
 
 /* GATE_MUTANT selects a deliberately broken gate for the tests of the
 ** stress test (test/c/gate_mutant_*.c); never defined in the shim. */
@@ -118,9 +119,10 @@ struct ffipar_gate {
   struct group *head, *tail;  /* the FIFO of waiting groups (under m) */
   struct group *free, *all;   /* recycled groups, all groups (under m) */
   uint64_t waits, switches;   /* statistics (under m) */
-  /* Entries: relaxed, a statistic; kept off the state word's line. */
-  _Alignas(128) _Atomic uint64_t entries;
-  char pad[120];
+  /* Entries, a statistic: one counter per shard of threads, each on its
+  ** own line, so that threads of one color do not bounce a second line
+  ** besides the state word's. Relaxed: summed only for display. */
+  struct { _Alignas(64) _Atomic uint64_t n; } entries[NSHARD];
 };
 
 /* Relaxed everywhere: a statistic written under m and read for display. */
@@ -136,6 +138,15 @@ struct held { ffipar_gate *g; uint64_t color; uint32_t depth; };
 #define TLS _Thread_local __attribute__((tls_model("initial-exec")))
 static TLS struct { int n; struct held h[HELD_MAX]; } held;
 static TLS uint64_t private_color;
+static TLS unsigned shard;                 /* this thread's entries shard + 1 */
+static _Atomic unsigned next_shard;
+
+static inline void count_entries(ffipar_gate *g, uint64_t n)
+{
+  if (!shard)
+    shard = atomic_fetch_add_explicit(&next_shard, 1, memory_order_relaxed) % NSHARD + 1;
+  atomic_fetch_add_explicit(&g->entries[shard - 1].n, n, memory_order_relaxed);
+}
 
 static _Atomic uint64_t next_private;
 
@@ -208,7 +219,7 @@ static struct group *admit_head(ffipar_gate *g, uint64_t s)
              memory_order_acq_rel, memory_order_relaxed);
   (void)ok;
   if ((s >> COLOR_SHIFT) != h->color) g->switches++;
-  atomic_fetch_add_explicit(&g->entries, h->n, memory_order_relaxed);
+  count_entries(g, h->n);
   /* Release: a member that sees the new gen sees the admission above. */
   atomic_fetch_add_explicit(&h->gen, 1, memory_order_release);
   h->n = 0;
@@ -274,7 +285,7 @@ static int enter_slow(ffipar_gate *g, uint64_t color, double timeout)
           memory_order_acquire, memory_order_relaxed)) {
       if (cnt == 0 && (s >> COLOR_SHIFT) != color) g->switches++;
       tlock_release(&g->m);
-      STAT_ADD(g->entries);
+      count_entries(g, 1);
       return FFIPAR_OK;
     }
   }
@@ -339,7 +350,7 @@ int ffipar_gate_enter(ffipar_gate *g, uint64_t color, double timeout)
   }
   if (held.n == HELD_MAX) return FFIPAR_EINVAL;
   int rc = FFIPAR_OK;
-  if (enter_fast(g, tag_of(color))) STAT_ADD(g->entries);
+  if (enter_fast(g, tag_of(color))) count_entries(g, 1);
   else rc = enter_slow(g, color, timeout);
   if (rc == FFIPAR_OK) {
     struct held *n = &held.h[held.n++];
@@ -401,7 +412,9 @@ void ffipar_gate_stats(ffipar_gate *g, int64_t *out)
   uint64_t s = atomic_load_explicit(&g->state, memory_order_relaxed);
   int64_t waiting = 0, groups = 0;
   for (struct group *p = g->head; p; p = p->next) { waiting += p->n; groups++; }
-  out[0] = (int64_t)atomic_load_explicit(&g->entries, memory_order_relaxed);
+  out[0] = 0;
+  for (int i = 0; i < NSHARD; i++)
+    out[0] += (int64_t)atomic_load_explicit(&g->entries[i].n, memory_order_relaxed);
   out[1] = (int64_t)g->waits;
   out[2] = (int64_t)g->switches;
   out[3] = (int64_t)(s & CNT_MASK);
