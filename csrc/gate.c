@@ -44,6 +44,9 @@
 #define HELD_MAX    8
 #define SPIN        64
 #define NSHARD      16
+#ifndef WAIT_SPIN
+#define WAIT_SPIN   1000       /* pause loops (~30 us here, about one futex wake) */
+#endif
 
 /* GATE_MUTANT selects a deliberately broken gate for the tests of the
 ** stress test (test/c/gate_mutant_*.c); never defined in the shim. */
@@ -261,6 +264,19 @@ static void unlink_group(ffipar_gate *g, struct group *grp)
 
 /* Out of line, so that the fast path's function stays small (no register
 ** spills for the slow path's needs). */
+static int spin_ok(void)
+{
+  static _Atomic int cpus;      /* relaxed: the same value for everyone */
+  int n = atomic_load_explicit(&cpus, memory_order_relaxed);
+  if (!n) {
+    /* The machine's CPUs, not this thread's affinity: a pinned waiter
+    ** waits for a thread on another CPU. */
+    n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    atomic_store_explicit(&cpus, n, memory_order_relaxed);
+  }
+  return n > 1;
+}
+
 __attribute__((noinline))
 static int enter_slow(ffipar_gate *g, uint64_t color, double timeout)
 {
@@ -305,6 +321,14 @@ static int enter_slow(ffipar_gate *g, uint64_t color, double timeout)
   if (wake) futex_wake(&wake->gen, INT_MAX);
 
   int rc = FFIPAR_OK;
+  /* Spin briefly before sleeping: a short section ahead of us ends sooner
+  ** than a futex sleep and wake-up (tens of us on a VM). Only with more
+  ** than one CPU, where the thread we wait for can run meanwhile. */
+  if (spin_ok())
+    for (int i = 0; i < WAIT_SPIN; i++) {
+      if (atomic_load_explicit(&grp->gen, memory_order_acquire) != seen) return FFIPAR_OK;
+      cpu_relax();
+    }
   /* Acquire pairs with admit_head's release bump. */
   while (atomic_load_explicit(&grp->gen, memory_order_acquire) == seen) {
     rc = futex_wait(&grp->gen, seen, deadline);

@@ -4,9 +4,9 @@
 **   gate_base lock mutex|rwlock|gate N     ns per lock+unlock, one thread
 **   gate_base same rwlock|gate SECONDS     M ops/s, two threads, read lock /
 **                                          one color, empty sections
-**   gate_base handoff cond|gate N          us from one thread's unlock/leave
-**                                          to the other's return, threads
-**                                          pinned to CPUs 0 and 1
+**   gate_base handoff cond|gate N [mean]   us from one thread's unlock/leave
+**                                          to the other's return (median, or
+**                                          mean), threads pinned to CPUs 0, 1
 **   gate_base fair gate SECONDS avg|max    us an exclusive thread waits while
 **                                          two threads keep color 1 busy
 **
@@ -125,6 +125,14 @@ static _Atomic double left_at;       /* when the last holder let go */
 static _Atomic int last;             /* who let go last (1 or 2) */
 static double lat_sum;
 static long lat_n;
+static double *lat;                  /* samples, for the median */
+static int want_mean;
+
+static int cmp_double(const void *a, const void *b)
+{
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static int turn = 1;
 
@@ -142,8 +150,9 @@ static void *handoff_main(void *arg)
     if (use_gate) {
       gate_enter(gate, (uint64_t)me, -1);
       if (atomic_load(&last) != me && atomic_load(&last) != 0) {
-        lat_sum += now() - atomic_load(&left_at);   /* inside: no race */
-        lat_n++;
+        double d = now() - atomic_load(&left_at);   /* inside: no race */
+        lat_sum += d;
+        lat[lat_n++] = d;
       }
       spin_us(2);
       atomic_store(&left_at, now());
@@ -152,7 +161,11 @@ static void *handoff_main(void *arg)
     } else {
       pthread_mutex_lock(&mu);
       while (turn != me) pthread_cond_wait(&cv, &mu);
-      if (atomic_load(&last) != 0) { lat_sum += now() - atomic_load(&left_at); lat_n++; }
+      if (atomic_load(&last) != 0) {
+        double d = now() - atomic_load(&left_at);
+        lat_sum += d;
+        lat[lat_n++] = d;
+      }
       spin_us(2);
       turn = 3 - me;
       atomic_store(&left_at, now());
@@ -174,9 +187,13 @@ static double bench_handoff(long n)
 {
   pthread_t t[2];
   rounds = n;
+  lat = calloc((size_t)(2 * n + 2), sizeof(double));
   for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, handoff_main, (void *)(intptr_t)(i + 1));
   for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
-  return lat_n ? lat_sum / lat_n * 1e6 : -1;
+  if (!lat_n) return -1;
+  if (want_mean) return lat_sum / lat_n * 1e6;
+  qsort(lat, (size_t)lat_n, sizeof(double), cmp_double);
+  return lat[lat_n / 2] * 1e6;
 }
 
 /* ---- fair: an exclusive thread against a busy color ---- */
@@ -225,7 +242,10 @@ int main(int argc, char **argv)
   double r;
   if (!strcmp(test, "lock")) r = bench_lock(what, atol(argv[3]));
   else if (!strcmp(test, "same")) r = bench_same(atof(argv[3]));
-  else if (!strcmp(test, "handoff")) r = bench_handoff(atol(argv[3]));
+  else if (!strcmp(test, "handoff")) {
+    want_mean = argc > 4 && !strcmp(argv[4], "mean");
+    r = bench_handoff(atol(argv[3]));
+  }
   else if (!strcmp(test, "fair")) r = bench_fair(atof(argv[3]), argc > 4 && !strcmp(argv[4], "max"));
   else return 2;
   printf("%.3f\n", r);
