@@ -244,7 +244,45 @@ int    ffipar_atomics_cas_f64(double *p, double expected, double desired);
 
 /* @section gate */
 
-/* (declarations of gate.c go here) */
+/* A color gate: threads of the same color may be inside together, threads
+** of different colors never are. A color is an integer below 2^47:
+** [0, 2^45) are the user's integer colors, [2^45, 2^46) string colors
+** (ffipar_gate_color), [2^46, 2^47) private colors (one per thread: a
+** thread alone inside). Once a thread of another color waits, the gate
+** closes to new arrivals of the color inside; waiters are served in groups,
+** one group per color, first come first served. */
+typedef struct ffipar_gate ffipar_gate;
+
+/* A new, open, empty gate; *out holds one reference (ffipar_obj_release). */
+int    ffipar_gate_new(ffipar_gate **out);
+/* The process-wide gate called `name` (len bytes), created on first use and
+** never freed; *out holds one new reference for the caller. Any thread. */
+int    ffipar_gate_named(ffipar_gate **out, const char *name, size_t len);
+/* Enter with `color`, waiting up to `timeout` seconds (< 0 forever, 0 try
+** once). FFIPAR_OK: inside (call ffipar_gate_leave once). A thread already
+** inside with the same color nests (depth + 1, never waits); with another
+** color it gets FFIPAR_EBUSY (waiting would deadlock). FFIPAR_ETIMEOUT /
+** FFIPAR_ECANCELLED (the calling worker was cancelled): not inside, nothing
+** changed. FFIPAR_EINVAL: color >= 2^47, or the thread is inside 8 gates
+** already. FFIPAR_ENOMEM. The caller keeps a reference to `g` until its
+** leave. Nesting is tracked per OS thread. */
+int    ffipar_gate_enter(ffipar_gate *g, uint64_t color, double timeout);
+/* Leave (one level of nesting). FFIPAR_EPERM when the calling thread is not
+** inside `g`. Never blocks for long (the last one out of a closed gate
+** admits the next group under the gate's internal lock). */
+int    ffipar_gate_leave(ffipar_gate *g);
+/* The calling thread's nesting depth in `g`: 0 when it is not inside. */
+int    ffipar_gate_depth(const ffipar_gate *g);
+/* The calling thread's private color (the same on every call from it;
+** never another thread's). */
+double ffipar_gate_private_color(void);
+/* The color of the string `name` (len bytes): the same in every thread for
+** the same bytes. Negative (FFIPAR_ENOMEM) when out of memory. */
+double ffipar_gate_color(const char *name, size_t len);
+/* A snapshot, into out[8]: entries, waits (times a thread queued), color
+** switches, threads inside, threads waiting, groups queued, closed (0/1),
+** the color of the word. Takes the gate's internal lock briefly. */
+void   ffipar_gate_stats(ffipar_gate *g, int64_t *out);
 
 
 /* @section channel */
