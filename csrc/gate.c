@@ -153,6 +153,12 @@ static inline void count_entries(ffipar_gate *g, uint64_t n)
 
 static _Atomic uint64_t next_private;
 
+void gate_forget_thread(void)
+{
+  held.n = 0;
+  private_color = 0;
+}
+
 static void gate_destroy(ffipar_obj *o)
 {
   ffipar_gate *g = (ffipar_gate *)o;

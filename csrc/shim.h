@@ -72,4 +72,9 @@ void thread_run(struct lua_State *L, ffipar_thread *t);
 ffipar_thread *thread_alloc(ffipar_msg *payload, const char *path, const char *cpath,
                             int spin);
 
+/* gate.c: forget this OS thread's gate records (nesting depths, private
+** color). A runner calls it after each job: the next job on the same OS
+** thread is another worker, with nothing entered and a color of its own. */
+void gate_forget_thread(void);
+
 #endif

@@ -194,6 +194,7 @@ void thread_run(lua_State *L, ffipar_thread *t)
   if (!L) ffipar_thread_fail(t, "cannot create a Lua state (out of memory)", 41);
   else run_job(L, t);
   self = NULL;
+  gate_forget_thread();
   finish(t);
   ffipar_obj_release(&t->hdr);
 }

@@ -12,6 +12,7 @@
 #define ffipar_gate_private_color variant_gate_private_color
 #define ffipar_gate_color variant_gate_color
 #define ffipar_gate_stats variant_gate_stats
+#define gate_forget_thread variant_gate_forget_thread
 #include "../../csrc/gate.c"
 #include "gate_stress.h"
 #include <sys/wait.h>
