@@ -126,9 +126,11 @@ end
 -- the next encode) and the list of shared objects the values refer to.
 -- Errors are raised `level` above the caller, prefixed with `fname`; values
 -- are named "<label> #<first + i - 1>".
+local NONE = {}          -- the objects of plain values: never written to
+
 function M.encode(fname, label, first, level, ...)
   local n = select("#", ...)
-  local ctx = { objs = {}, fns = {}, fnid = {}, seen = {} }
+  local ctx                -- made on the first value that is not plain
   local v = {}
   for i = 1, n do
     local x = select(i, ...)
@@ -136,19 +138,20 @@ function M.encode(fname, label, first, level, ...)
     if tx == "number" or tx == "string" or tx == "boolean" or tx == "nil" then
       v[i] = x
     else
+      ctx = ctx or { objs = {}, fns = {}, fnid = {}, seen = {} }
       local ok, r = pcall(conv, x, ctx, ("%s #%d"):format(label, first + i - 1))
       if not ok then error(fname .. ": " .. tostring(r), level + 1) end
       v[i] = r
     end
   end
   local w = { n = n, v = v }
-  if ctx.marked then w.m = true; w.f = ctx.fns end
+  if ctx and ctx.marked then w.m = true; w.f = ctx.fns end
   buf:reset()
   -- The first byte says whether decoding needs the FFI (int64 cdata and
   -- handles do; string.buffer cannot decode them in a state without it).
-  buf:put(ctx.cdata and "F" or "P")
+  buf:put(ctx and ctx.cdata and "F" or "P")
   buf:encode(w)
-  return buf, ctx.objs
+  return buf, ctx and ctx.objs or NONE
 end
 
 local unmark
