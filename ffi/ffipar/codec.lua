@@ -34,7 +34,7 @@ local function ctype_name(ct)
 end
 
 -- wire calls this for every cdata value it meets.
-function M.conv_cdata(v, ctx, where)
+function M.conv_cdata(v, ctx)
   local known = by_value[v]
   local modname, obj, params
   if known then
@@ -55,9 +55,9 @@ function M.conv_cdata(v, ctx, where)
   if tostring(v):match("^ctype<") then
     local name = ctype_name(v)
     if name then ctx.marked = true; return { [TAG] = "ct", n = name } end
-    error(where .. " is an anonymous ctype; declare it with par.cdef and pass its name", 0)
+    error(wire.where(ctx) .. " is an anonymous ctype; declare it with par.cdef and pass its name", 0)
   end
-  error(where .. " is ordinary cdata (" .. tostring(ffi.typeof(v)) .. "), which cannot cross "
+  error(wire.where(ctx) .. " is ordinary cdata (" .. tostring(ffi.typeof(v)) .. "), which cannot cross "
     .. "between threads; use par.array or par.new for shared memory", 0)
 end
 

@@ -47,9 +47,28 @@ end
 
 local dumps = setmetatable({}, { __mode = "k" })
 
+-- Where a value sits, for error messages only: ctx keeps the path (table
+-- keys and upvalue names) as a stack, turned into text when something is
+-- refused, so the common case formats no strings.
+function M.where(ctx)
+  local s = ("%s #%d"):format(ctx.label, ctx.index)
+  for i = 1, ctx.depth do
+    local k = ctx.path[i]
+    if ctx.isup[i] then s = ("upvalue '%s' of %s"):format(k, s)
+    elseif type(k) == "string" then s = ("%s[%q]"):format(s, k)
+    else s = ("%s[%s]"):format(s, tostring(k)) end
+  end
+  return s
+end
+
+local function push(ctx, k, isup)
+  local d = ctx.depth + 1
+  ctx.depth, ctx.path[d], ctx.isup[d] = d, k, isup
+end
+
 local conv
 
-local function conv_function(f, ctx, where)
+local function conv_function(f, ctx)
   local code = dumps[f]                -- dumped before: not a module's
   if not code then
     local known = lookup_module(f)
@@ -58,7 +77,7 @@ local function conv_function(f, ctx, where)
   local id = ctx.fnid[f]
   if id then return { [TAG] = "f", i = id } end
   if debug.getinfo(f, "S").what == "C" then
-    error(where .. " is a C function that belongs to no loaded module", 0)
+    error(M.where(ctx) .. " is a C function that belongs to no loaded module", 0)
   end
   id = #ctx.fns + 1
   ctx.fnid[f] = id
@@ -72,22 +91,25 @@ local function conv_function(f, ctx, where)
   while true do
     local name, val = debug.getupvalue(f, i)
     if name == nil then break end
-    ups[i] = conv(val, ctx, ("upvalue '%s' of %s"):format(name, where))
+    push(ctx, name, true)
+    ups[i] = conv(val, ctx)
+    ctx.depth = ctx.depth - 1
     i = i + 1
   end
   entry.n, entry.u = i - 1, ups
   return { [TAG] = "f", i = id }
 end
 
-local function conv_table(t, ctx, where)
+local function conv_table(t, ctx)
   local known = lookup_module(t)
   if known then return known end
-  if ctx.seen[t] then error(where .. " is a table that contains itself", 0) end
+  if ctx.seen[t] then error(M.where(ctx) .. " is a table that contains itself", 0) end
   ctx.seen[t] = true
   local out
   for k, v in pairs(t) do
-    local kw = type(k) == "string" and ("%s[%q]"):format(where, k) or ("%s[%s]"):format(where, tostring(k))
-    local ck, cv = conv(k, ctx, kw), conv(v, ctx, kw)
+    push(ctx, k, false)
+    local ck, cv = conv(k, ctx), conv(v, ctx)
+    ctx.depth = ctx.depth - 1
     if out == nil and (ck ~= k or cv ~= v) then
       out = {}
       for k2, v2 in pairs(t) do
@@ -101,25 +123,25 @@ local function conv_table(t, ctx, where)
   return out or t
 end
 
-function conv(v, ctx, where)
+function conv(v, ctx)
   local tv = type(v)
   if tv == "nil" or tv == "boolean" or tv == "number" or tv == "string" then
     return v
   elseif tv == "table" then
-    return conv_table(v, ctx, where)
+    return conv_table(v, ctx)
   elseif tv == "function" then
     ctx.marked = true
-    return conv_function(v, ctx, where)
+    return conv_function(v, ctx)
   elseif tv == "cdata" then
     ctx.cdata = true
-    return require("ffipar.codec").conv_cdata(v, ctx, where)
+    return require("ffipar.codec").conv_cdata(v, ctx)
   elseif tv == "userdata" then
     local known = lookup_module(v)
     if known then return known end
     local ffi = package.loaded.ffi
     if ffi and v == ffi.C then ctx.marked = true; return { [TAG] = "C" } end
   end
-  error(where .. " is a " .. (tv == "thread" and "coroutine" or tv) .. ", which cannot cross between threads", 0)
+  error(M.where(ctx) .. " is a " .. (tv == "thread" and "coroutine" or tv) .. ", which cannot cross between threads", 0)
 end
 
 -- Encode values into the module's buffer. Returns the buffer (valid until
@@ -138,8 +160,10 @@ function M.encode(fname, label, first, level, ...)
     if tx == "number" or tx == "string" or tx == "boolean" or tx == "nil" then
       v[i] = x
     else
-      ctx = ctx or { objs = {}, fns = {}, fnid = {}, seen = {} }
-      local ok, r = pcall(conv, x, ctx, ("%s #%d"):format(label, first + i - 1))
+      ctx = ctx or { objs = {}, fns = {}, fnid = {}, seen = {}, label = label,
+        path = {}, isup = {}, depth = 0 }
+      ctx.index, ctx.depth = first + i - 1, 0
+      local ok, r = pcall(conv, x, ctx)
       if not ok then error(fname .. ": " .. tostring(r), level + 1) end
       v[i] = r
     end
