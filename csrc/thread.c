@@ -7,6 +7,7 @@
 ** runner's thread; no Lua object is ever touched by two threads.
 */
 #include "shim.h"
+#include <sched.h>
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
@@ -143,6 +144,8 @@ static void run_job(lua_State *L, ffipar_thread *t)
 typedef struct runner {
   _Atomic uint32_t go;          /* futex: 0 parked, 1 a job was handed over */
   ffipar_thread *job;
+  cpu_set_t cpus;               /* the affinity it started with */
+  int has_cpus;
   lua_State *L;                 /* a fresh, never used state, or NULL */
   arena mem;                    /* where L allocates first (state.c) */
   struct runner *next;
@@ -202,6 +205,7 @@ void thread_run(lua_State *L, ffipar_thread *t)
 static void *runner_main(void *arg)
 {
   runner *r = arg;
+  r->has_cpus = sched_getaffinity(0, sizeof(r->cpus), &r->cpus) == 0;
   do {
     ffipar_thread *t = r->job;
     r->job = NULL;
@@ -211,6 +215,9 @@ static void *runner_main(void *arg)
     ** are released a moment after join returns) and prepare the next one
     ** before the next spawn asks. */
     if (r->L) lua_close(r->L);
+    /* A job may have pinned this thread (through the FFI); the next spawn
+    ** gets the thread as it started. */
+    if (r->has_cpus) sched_setaffinity(0, sizeof(r->cpus), &r->cpus);
     r->L = state_new(&r->mem);
   } while (park(r));
   if (r->L) lua_close(r->L);

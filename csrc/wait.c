@@ -105,7 +105,9 @@ int ffipar_sleep(double seconds)
 int ffipar_cpus(void)
 {
   cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+  /* The process's mask (its main thread's), not the calling thread's: a
+  ** worker may have pinned its own thread. */
+  if (sched_getaffinity(getpid(), sizeof(set), &set) == 0) {
     int n = CPU_COUNT(&set);
     if (n > 0) return n;
   }

@@ -192,3 +192,38 @@ function TestThread:testTostring()
   lu.assertStrContains(tostring(t), "ffipar.thread")
   lu.assertStrContains(tostring(t), "(done)")
 end
+
+function TestThread:testPinnedThreadIsUnpinnedForTheNextSpawn()
+  -- OS threads are reused between spawns: a worker that pins its thread
+  -- must not leave later workers pinned (or par.cpus() shrunk).
+  local function own_cpus()
+    local ffi = require "ffi"
+    pcall(ffi.cdef, "int sched_getaffinity(int pid, size_t size, void *mask);")
+    local mask = ffi.new("uint8_t[128]")
+    assert(ffi.C.sched_getaffinity(0, 128, mask) == 0)
+    local n = 0
+    for i = 0, 127 do
+      local b = mask[i]
+      while b > 0 do n = n + b % 2; b = math.floor(b / 2) end
+    end
+    return n
+  end
+  local all = par.cpus()
+  for _ = 1, 3 do
+    assert(par.spawn(function()
+      local ffi = require "ffi"
+      pcall(ffi.cdef, "int sched_setaffinity(int pid, size_t size, const void *mask);")
+      local mask = ffi.new("uint8_t[128]")
+      mask[0] = 1
+      assert(ffi.C.sched_setaffinity(0, 128, mask) == 0)
+    end):join(10))
+  end
+  util.settled_live()                        -- let the runners park again
+  for _ = 1, 6 do
+    local ok, cpus, own = par.spawn(function(own_cpus) return require("ffipar").cpus(), own_cpus() end,
+      own_cpus):join(10)
+    lu.assertTrue(ok)
+    lu.assertEquals(cpus, all)
+    lu.assertEquals(own, own_cpus())
+  end
+end
