@@ -110,12 +110,15 @@ int ffipar_msg_nobjs(const ffipar_msg *m)
   return m->nobjs;
 }
 
-/* ---- par.cdef: append-only, so readers need the lock only for the count
-** and the array pointer; an entry never changes once published. ---- */
+/* ---- par.cdef: append-only; an entry never changes once published, and
+** the array pointer (which grows) is read under the lock. ---- */
 
 static pthread_mutex_t cdef_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct { char *s; size_t len; } *cdefs;
-static int ncdefs, capcdefs;
+static int capcdefs;
+/* Written under the lock after the entry is in place (release); read
+** without it (acquire) on every message a state decodes. */
+static _Atomic int ncdefs;
 
 int ffipar_cdef_add(const char *decl, size_t len)
 {
@@ -124,26 +127,24 @@ int ffipar_cdef_add(const char *decl, size_t len)
   memcpy(copy, decl, len);
   copy[len] = 0;
   pthread_mutex_lock(&cdef_lock);
-  if (ncdefs == capcdefs) {
+  if (atomic_load_explicit(&ncdefs, memory_order_relaxed) == capcdefs) {
     int cap = capcdefs ? 2 * capcdefs : 16;
     void *n = realloc(cdefs, (size_t)cap * sizeof(*cdefs));
     if (!n) { pthread_mutex_unlock(&cdef_lock); free(copy); return FFIPAR_ENOMEM; }
     cdefs = n;
     capcdefs = cap;
   }
-  cdefs[ncdefs].s = copy;
-  cdefs[ncdefs].len = len;
-  int i = ncdefs++;
+  int i = atomic_load_explicit(&ncdefs, memory_order_relaxed);
+  cdefs[i].s = copy;
+  cdefs[i].len = len;
+  atomic_store_explicit(&ncdefs, i + 1, memory_order_release);
   pthread_mutex_unlock(&cdef_lock);
   return i;
 }
 
 int ffipar_cdef_count(void)
 {
-  pthread_mutex_lock(&cdef_lock);
-  int n = ncdefs;
-  pthread_mutex_unlock(&cdef_lock);
-  return n;
+  return atomic_load_explicit(&ncdefs, memory_order_acquire);
 }
 
 const char *ffipar_cdef_get(int i, size_t *len)
@@ -151,7 +152,10 @@ const char *ffipar_cdef_get(int i, size_t *len)
   pthread_mutex_lock(&cdef_lock);
   const char *s = NULL;
   *len = 0;
-  if (i >= 0 && i < ncdefs) { s = cdefs[i].s; *len = cdefs[i].len; }
+  if (i >= 0 && i < atomic_load_explicit(&ncdefs, memory_order_relaxed)) {
+    s = cdefs[i].s;
+    *len = cdefs[i].len;
+  }
   pthread_mutex_unlock(&cdef_lock);
   return s;
 }
