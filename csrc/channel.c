@@ -80,13 +80,6 @@ struct ffipar_channel {
 
 typedef struct { _Atomic uint64_t seq; } slot_hdr;
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
-
 static inline slot_hdr *slot_at(const ffipar_channel *c, uint64_t pos)
 {
   uint64_t i = c->mask ? (pos & c->mask) : (pos % c->nslots);

@@ -71,13 +71,6 @@ struct tlock {
   _Atomic uint32_t sleepers;
 };
 
-static void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
-
 static void tlock_acquire(struct tlock *l)
 {
   /* Relaxed: the ticket only orders us; acquire comes from `serving`. */

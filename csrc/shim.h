@@ -41,6 +41,14 @@ int64_t now_ns(void);
 int  futex_wait(_Atomic uint32_t *addr, uint32_t expected, int64_t deadline);
 void futex_wake(_Atomic uint32_t *addr, int n);
 
+/* One pause in a spin loop (lets the sibling hyperthread run). */
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
 /* Spin for up to `ns` nanoseconds while *addr == value (a pause per probe).
 ** Returns 1 once it differs, 0 when the time is up. Only for waits that are
 ** usually short and where a core is likely free: a futex sleep and wake-up

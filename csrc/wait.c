@@ -78,9 +78,7 @@ int spin_while(_Atomic uint32_t *addr, uint32_t value, int64_t ns)
   for (int i = 1;; i++) {
     if (atomic_load_explicit(addr, memory_order_acquire) != value) return 1;
     if ((i & 31) == 0 && now_ns() >= until) return 0;
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
+    cpu_relax();
   }
 }
 
