@@ -21,7 +21,7 @@ local M = {}
 
 local VNUM, VBOOL, VSTR, VMSG = C.FFIPAR_VNUM, C.FFIPAR_VBOOL, C.FFIPAR_VSTR, C.FFIPAR_VMSG
 local VSTR_MAX = C.FFIPAR_VSTR_MAX
-local ETIMEOUT, ECLOSED, ECANCELLED = C.FFIPAR_ETIMEOUT, C.FFIPAR_ECLOSED, C.FFIPAR_ECANCELLED
+local ECLOSED = C.FFIPAR_ECLOSED
 
 local fail = lib.fail
 local ffi_copy, ffi_string, ffi_istype = ffi.copy, ffi.string, ffi.istype
@@ -34,21 +34,6 @@ local popv = ffi.new("ffipar_value")
 local chp = ffi.new("ffipar_channel *[1]")
 
 -- Timeout check inlined for the hot paths: nil -> forever.
-local function secs(t, fname)
-  if t == nil then return -1 end
-  if type(t) ~= "number" or t < 0 or t ~= t then
-    return lib.timeout(t, fname, 3)
-  end
-  return t
-end
-
-local function code(rc)
-  if rc == ETIMEOUT then return nil, "timeout" end
-  if rc == ECLOSED then return nil, "closed" end
-  if rc == ECANCELLED then return nil, "cancelled" end
-  return fail(rc)
-end
-
 local kinds = {}        -- handle ctype id -> kind of a typed channel (nil: untyped)
 
 local function kind_of(h)
@@ -114,12 +99,12 @@ end
 --- Push v, waiting for room up to timeout seconds (nil: forever).
 -- true | nil, "timeout" | "closed" | "cancelled".
 function untyped.push(h, v, timeout)
-  local t = secs(timeout, "ch:push")
+  local t = lib.timeout(timeout, "ch:push")
   local msg = fill(v, "ch:push")
   local rc = C.ffipar_channel_push(h.c, pushv, t)
   if rc ~= 0 then
     if msg then C.ffipar_msg_free(msg) end
-    return code(rc)
+    return fail(rc)
   end
   return true
 end
@@ -139,21 +124,26 @@ end
 --- Pop a value, waiting up to timeout seconds (nil: forever).
 -- v | nil, "timeout" | "closed" (closed and drained) | "cancelled".
 function untyped.pop(h, timeout)
-  local rc = C.ffipar_channel_pop(h.c, popv, secs(timeout, "ch:pop"))
-  if rc ~= 0 then return code(rc) end
+  local rc = C.ffipar_channel_pop(h.c, popv, lib.timeout(timeout, "ch:pop"))
+  if rc ~= 0 then return fail(rc) end
   return unpack_value(popv)
 end
 
-common(untyped)
+-- A handle ctype (a struct holding the channel) with methods m.
+local function handle_ctype(m)
+  common(m)
+  local ct = ffi.typeof("struct { ffipar_channel *c; }")
+  ffi.metatype(ct, {
+    __index = m,
+    __len = function(h) return tonumber(C.ffipar_channel_len(h.c)) end,
+    __gc = function(h) C.ffipar_obj_release(h.c) end,
+    __tostring = function(h) return handle_tostring(h) end,
+  })
+  codec.register_ctype(ct, "channel")
+  return ct
+end
 
-local untyped_ct = ffi.typeof("struct { ffipar_channel *c; }")
-ffi.metatype(untyped_ct, {
-  __index = untyped,
-  __len = function(h) return tonumber(C.ffipar_channel_len(h.c)) end,
-  __gc = function(h) C.ffipar_obj_release(h.c) end,
-  __tostring = function(h) return handle_tostring(h) end,
-})
-codec.register_ctype(untyped_ct, "channel")
+local untyped_ct = handle_ctype(untyped)
 
 ---- typed channels ----
 
@@ -204,7 +194,7 @@ local function typed_kind(name, elem)
   -- Push one item: a cdata of the ctype (copied), or anything that
   -- initializes one (a number for scalars, a table for structs).
   function m.push(h, v, timeout)
-    local t = secs(timeout, pname)
+    local t = lib.timeout(timeout, pname)
     local rc
     if ffi_istype(elem, v) then
       rc = C.ffipar_channel_push(h.c, v, t)
@@ -212,30 +202,30 @@ local function typed_kind(name, elem)
       if is_scalar and type(v) == "number" then cin[0] = v else convert(v) end
       rc = C.ffipar_channel_push(h.c, cin, t)
     end
-    if rc ~= 0 then return code(rc) end
+    if rc ~= 0 then return fail(rc) end
     return true
   end
 
   -- Pop one item: a fresh cdata of the ctype (a number for number
   -- scalars), or, given `into` (a cdata of the ctype), filled in place.
   function m.pop(h, timeout, into)
-    local t = secs(timeout, "ch:pop")
+    local t = lib.timeout(timeout, "ch:pop")
     if into ~= nil then
       if not ffi_istype(elem, into) then
         lib.argerror("ch:pop", ("argument 'into' must be a %s cdata, got %s"):format(name, type(into)), 2)
       end
       local rc = C.ffipar_channel_pop(h.c, into, t)
-      if rc ~= 0 then return code(rc) end
+      if rc ~= 0 then return fail(rc) end
       return into
     end
     if is_scalar then
       local rc = C.ffipar_channel_pop(h.c, cout, t)
-      if rc ~= 0 then return code(rc) end
+      if rc ~= 0 then return fail(rc) end
       return cout[0]
     end
     local r = elem()
     local rc = C.ffipar_channel_pop(h.c, r, t)
-    if rc ~= 0 then return code(rc) end
+    if rc ~= 0 then return fail(rc) end
     return r
   end
 
@@ -271,29 +261,21 @@ local function typed_kind(name, elem)
   --- Push n items a[lo .. lo+n-1] of an array of the ctype (a cdata array,
   -- pointer or par.array); waits only for the first; returns how many went in.
   function m.push_many(h, a, n, timeout, lo)
-    local t = secs(timeout, "ch:push_many")
+    local t = lib.timeout(timeout, "ch:push_many")
     local rc = C.ffipar_channel_push_many(h.c, span(a, n, lo, "ch:push_many"), n, t)
-    if rc < 0 then return code(rc) end
+    if rc < 0 then return fail(rc) end
     return rc
   end
 
   --- Pop up to n items into a[lo ...]; waits only for the first; returns how many.
   function m.pop_many(h, a, n, timeout, lo)
-    local t = secs(timeout, "ch:pop_many")
+    local t = lib.timeout(timeout, "ch:pop_many")
     local rc = C.ffipar_channel_pop_many(h.c, span(a, n, lo, "ch:pop_many"), n, t)
-    if rc < 0 then return code(rc) end
+    if rc < 0 then return fail(rc) end
     return rc
   end
 
-  common(m)
-  local ct = ffi.typeof("struct { ffipar_channel *c; }")
-  ffi.metatype(ct, {
-    __index = m,
-    __len = function(h) return tonumber(C.ffipar_channel_len(h.c)) end,
-    __gc = function(h) C.ffipar_obj_release(h.c) end,
-    __tostring = function(h) return handle_tostring(h) end,
-  })
-  codec.register_ctype(ct, "channel")
+  local ct = handle_ctype(m)
   k = { ct = ct, elem = elem, name = name, size = size, align = align,
         scalar = is_scalar, methods = m, arr = arr_t }
   typed[name] = k
@@ -390,7 +372,7 @@ function M.select(chs, timeout)
     lib.argerror("ffipar.select", "argument #1 must be a non-empty list of channels, got "
       .. (type(chs) == "table" and "an empty table" or type(chs)))
   end
-  local t = secs(timeout, "ffipar.select")
+  local t = lib.timeout(timeout, "ffipar.select")
   local n = #chs
   if n > sel_chs_n then
     sel_chs = ffi.new("ffipar_channel *[?]", n)
@@ -412,7 +394,7 @@ function M.select(chs, timeout)
   end
   local rc = C.ffipar_channel_select(sel_chs, n, sel_buf, whichp, t)
   if rc == ECLOSED then return whichp[0] + 1, nil, "closed" end
-  if rc ~= 0 then return code(rc) end
+  if rc ~= 0 then return fail(rc) end
   local i = whichp[0] + 1
   local k = kind_of(chs[i])
   if not k then return i, unpack_value(ffi.cast("ffipar_value *", sel_buf)) end
