@@ -124,14 +124,8 @@ int ffipar_pool_start(ffipar_pool *p, ffipar_msg *init, ffipar_thread **init_out
     if (!a->init) { free(a); return FFIPAR_ENOMEM; }
   }
   ffipar_obj_retain(p);                       /* the worker's */
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  pthread_t tid;
   ffipar_thread *init_t = a->init;
-  int rc = pthread_create(&tid, &attr, worker_main, a);
-  pthread_attr_destroy(&attr);
-  if (rc != 0) {
+  if (os_thread_start(worker_main, a) != 0) {
     if (init_t) { ffipar_obj_release(init_t); ffipar_obj_release(init_t); }
     free(a);
     ffipar_obj_release(p);

@@ -242,14 +242,19 @@ static int start(ffipar_thread *t)
   r = calloc(1, sizeof(*r));
   if (!r) return FFIPAR_ENOMEM;
   r->job = t;
+  if (os_thread_start(runner_main, r) != 0) { free(r); return FFIPAR_ESYS; }
+  return FFIPAR_OK;
+}
+
+int os_thread_start(void *(*fn)(void *), void *arg)
+{
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   pthread_t tid;
-  int rc = pthread_create(&tid, &attr, runner_main, r);
+  int rc = pthread_create(&tid, &attr, fn, arg);
   pthread_attr_destroy(&attr);
-  if (rc != 0) { free(r); return FFIPAR_ESYS; }
-  return FFIPAR_OK;
+  return rc;
 }
 
 ffipar_thread *thread_alloc(ffipar_msg *payload, const char *path, const char *cpath,
