@@ -219,9 +219,11 @@ end
 
 -- Decode from a string, or from (pointer, length) of foreign memory.
 -- string.buffer's set() references the data without copying.
--- `msg` is handed to codec for handles; `cache` maps bytecode to a loaded
--- function (a pool worker loads a task's function once). Returns
+-- `msg` is handed to codec for handles; `cache` = { fns = {}, size = 0 }
+-- maps bytecode to a loaded function (a pool worker loads a task's function
+-- once); it is emptied when it reaches CACHE_MAX functions. Returns
 -- { n = count, ... }.
+local CACHE_MAX = 256
 function M.decode(data, len, msg, cache)
   dbuf:set(data, len)
   if dbuf:get(1) == "F" then require "ffi" end
@@ -233,10 +235,13 @@ function M.decode(data, len, msg, cache)
   local d = { msg = msg, fns = {} }
   local used = {}
   for i, e in ipairs(w.f) do
-    local f = cache and not used[e.c] and cache[e.c]
+    local f = cache and not used[e.c] and cache.fns[e.c]
     if not f then
       f = assert(loadstring(e.c))
-      if cache and not used[e.c] then cache[e.c] = f end
+      if cache and not used[e.c] then
+        if cache.size >= CACHE_MAX then cache.fns, cache.size = {}, 0 end
+        cache.fns[e.c], cache.size = f, cache.size + 1
+      end
     end
     used[e.c] = true
     d.fns[i] = f

@@ -19,10 +19,9 @@ end
 
 -- Functions already loaded in this state, by bytecode: a pool worker's
 -- state runs many tasks and loads each task function once.
-local fncache, cached = {}, 0
+local fncache = { fns = {}, size = 0 }
 
 local function call(t, data)
-  if cached > 256 then fncache, cached = {}, 0 end
   local r
   if data then
     r = wire.decode(data, nil, nil, fncache)
@@ -30,7 +29,6 @@ local function call(t, data)
     local tp, C = thread_ptr(t)
     r = require("ffipar.codec").decode(C.ffipar_thread_payload(tp), fncache)
   end
-  cached = cached + 1
   return pack(r[1](unpack(r, 2, r.n)))
 end
 
