@@ -44,12 +44,13 @@ end
 function TestPool:testStatesAreKeptAndFunctionsLoadedOnce()
   local fn = function()
     _G.ffipar_test_calls = (_G.ffipar_test_calls or 0) + 1
-    return require("ffipar").id(), tostring(debug.getinfo(1, "f").func), _G.ffipar_test_calls
+    _G.ffipar_test_state = _G.ffipar_test_state or tostring({})   -- one per worker state
+    return _G.ffipar_test_state, tostring(debug.getinfo(1, "f").func), _G.ffipar_test_calls
   end
   local seen, calls = {}, 0
   local fs = {}
-  for i = 1, 40 do fs[i] = self.pool:submit(fn) end
-  for i = 1, 40 do
+  for i = 1, 600 do fs[i] = self.pool:submit(fn) end
+  for i = 1, 600 do
     local ok, id, addr, n = fs[i]:join(10)
     lu.assertTrue(ok)
     seen[id] = seen[id] or {}
@@ -145,6 +146,28 @@ function TestPool:testArgmaxManyArgumentsAndEmpty()
     1, 2, 3, 4, 5)
   lu.assertEquals({ best, at }, { -0, 15 })
   lu.assertNil(self.pool:argmax(0, function() return 1 end))
+end
+
+-- The argmax scan loop compiles in the worker, with no NYI and no abort, and
+-- its trace loops on the common case (no new best).
+function TestPool:testArgmaxLoopCompilesInWorker()
+  local line = 0
+  for l in io.lines("ffi/ffipar/pool.lua") do
+    line = line + 1
+    if l:find("while not (s > best) do", 1, true) then break end
+  end
+  local path = os.tmpname()
+  local p = par.pool(1)
+  lu.assertTrue((p:submit(function(path) jit.flush() require("jit.v").on(path) end, path):join(10)))
+  local sin, cos = math.sin, math.cos
+  lu.assertNotNil(p:argmax(200000, function(i) return sin(0.001 * i) * cos(0.0007 * i) end))
+  lu.assertTrue((p:submit(function() require("jit.v").off() end):join(10)))
+  p:close()
+  local f = assert(io.open(path, "rb"))
+  local log = f:read("*a")
+  f:close()
+  os.remove(path)
+  util.assert_compiles(lu, log, "pool.lua", line)
 end
 
 function TestPool:testRaceCheckInParallelFor()

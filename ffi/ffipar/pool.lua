@@ -118,28 +118,59 @@ local function run_chunks(job, n, chunk, fn, ...)
   end
 end
 
+-- The best score(i, ...) over [lo, hi] from (best, at). The inner loop is
+-- the common case (no new best), so the JIT compiles it as the trace's loop
+-- and a new best is the side exit; one loop with an `if s > best` would be
+-- recorded on the first iterations, where every score is a new best, and
+-- then leave and re-enter its trace on every later index.
+local function argmax_range(lo, hi, best, at, score, a1, a2, a3, a4)
+  local i = lo
+  while i <= hi do
+    local s = score(i, a1, a2, a3, a4)
+    while not (s > best) do
+      i = i + 1
+      if i > hi then return best, at end
+      s = score(i, a1, a2, a3, a4)
+    end
+    best, at = s, i
+    i = i + 1
+  end
+  return best, at
+end
+
+-- Same, for scores with more than four extra arguments.
+local function argmax_range_varg(lo, hi, best, at, score, ...)
+  local i = lo
+  while i <= hi do
+    local s = score(i, ...)
+    while not (s > best) do
+      i = i + 1
+      if i > hi then return best, at end
+      s = score(i, ...)
+    end
+    best, at = s, i
+    i = i + 1
+  end
+  return best, at
+end
+
 local function argmax_chunks(job, n, chunk, score, ...)
   local C = require("ffipar.lib").C
   require("ffipar.lib").declare("pool")
   local p = job:ptr()
-  local nargs = select("#", ...)
-  local a1, a2, a3, a4 = ...
   local best, at = -math.huge, nil
+  if select("#", ...) > 4 then
+    while true do
+      local lo = C.ffipar_pool_claim(p, chunk, n)
+      if lo < 0 then return best, at end
+      best, at = argmax_range_varg(lo, math.min(lo + chunk, n) - 1, best, at, score, ...)
+    end
+  end
+  local a1, a2, a3, a4 = ...          -- no vararg in the loop: it would not compile
   while true do
     local lo = C.ffipar_pool_claim(p, chunk, n)
     if lo < 0 then return best, at end
-    local hi = math.min(lo + chunk, n) - 1
-    if nargs <= 4 then
-      for i = lo, hi do
-        local s = score(i, a1, a2, a3, a4)
-        if s > best then best, at = s, i end
-      end
-    else
-      for i = lo, hi do
-        local s = score(i, ...)
-        if s > best then best, at = s, i end
-      end
-    end
+    best, at = argmax_range(lo, math.min(lo + chunk, n) - 1, best, at, score, a1, a2, a3, a4)
   end
 end
 
