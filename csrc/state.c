@@ -7,6 +7,7 @@
 */
 #include "shim.h"
 #include <dlfcn.h>
+#include <stdio.h>
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
@@ -127,10 +128,14 @@ static void *state_alloc(void *ud, void *p, size_t osize, size_t nsize)
   return realloc(p, nsize);
 }
 
+/* Workers run everything under lua_pcall, so this is a bug in ffipar (e.g.
+** a C API call past the stack's end); LuaJIT exits after it returns, and
+** the message says why. */
 static int state_panic(lua_State *L)
 {
-  (void)L;
-  return 0;   /* unreachable: workers run everything under lua_pcall */
+  const char *e = lua_tostring(L, -1);
+  fprintf(stderr, "ffipar: unprotected error in a worker's Lua state: %s\n", e ? e : "?");
+  return 0;
 }
 
 lua_State *state_new(arena *a)

@@ -113,8 +113,8 @@ static void fail_with_top(ffipar_thread *t, lua_State *L)
   ffipar_thread_fail(t, e, len);
 }
 
-/* Run one spawned function in L: require("ffipar.worker").run(t, data). */
-static void run_job(lua_State *L, ffipar_thread *t)
+/* One spawned function in L: require("ffipar.worker").run(t, data). */
+static void run_job_on_stack(lua_State *L, ffipar_thread *t)
 {
   if (t->path) state_set_paths(L, t->path, t->cpath);
   lua_getglobal(L, "require");
@@ -137,6 +137,14 @@ static void run_job(lua_State *L, ffipar_thread *t)
     t->results = ffipar_msg_new(r, len, NULL, 0);
     if (!t->results) ffipar_thread_fail(t, "out of memory for results", 26);
   }
+}
+
+/* A pool worker's L runs task after task: leave its stack as it was. */
+static void run_job(lua_State *L, ffipar_thread *t)
+{
+  int top = lua_gettop(L);
+  run_job_on_stack(L, t);
+  lua_settop(L, top);
 }
 
 /* An OS thread that runs spawned functions one after another, each in a

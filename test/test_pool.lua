@@ -65,6 +65,26 @@ function TestPool:testStatesAreKeptAndFunctionsLoadedOnce()
   lu.assertTrue(calls > 1)                 -- globals persist across tasks in a worker
 end
 
+-- A worker's state runs tasks for as long as the pool lives: nothing may pile
+-- up per task (LuaJIT's stack holds 65500 slots; three left behind per task
+-- ended the process after ~22000 tasks).
+function TestPool:testWorkerRunsManyTasks()
+  local p = par.pool(1)
+  local f = function(i) return i end
+  local n, sum, want = 30000, 0, 0
+  for lo = 1, n, 500 do
+    local fs = {}
+    for i = lo, lo + 499 do fs[#fs + 1] = p:submit(f, i) want = want + i end
+    for _, fu in ipairs(fs) do
+      local ok, v = fu:join(10)
+      lu.assertTrue(ok, v)
+      sum = sum + v
+    end
+  end
+  p:close()
+  lu.assertEquals(sum, want)
+end
+
 function TestPool:testInitRunsOncePerWorker()
   local p = par.pool(2, { init = function() _G.ffipar_inited = (_G.ffipar_inited or 0) + 1 end })
   local fs = {}
