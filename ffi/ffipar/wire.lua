@@ -69,16 +69,16 @@ end
 local conv
 
 local function conv_function(f, ctx)
-  local code = dumps[f]                -- dumped before: not a module's
+  local code = dumps[f]                -- dumped before: a Lua function, not a module's
   if not code then
     local known = lookup_module(f)
     if known then return known end
+    if debug.getinfo(f, "S").what == "C" then
+      error(M.where(ctx) .. " is a C function that belongs to no loaded module", 0)
+    end
   end
   local id = ctx.fnid[f]
   if id then return { [TAG] = "f", i = id } end
-  if debug.getinfo(f, "S").what == "C" then
-    error(M.where(ctx) .. " is a C function that belongs to no loaded module", 0)
-  end
   id = #ctx.fns + 1
   ctx.fnid[f] = id
   if not code then
