@@ -48,8 +48,9 @@ int ffipar_pool_new(ffipar_pool **out, const char *path, const char *cpath)
   return FFIPAR_OK;
 }
 
-/* How long an idle worker spins for the next task before it sleeps. */
-#define TAKE_SPIN_NS 20000
+/* How long an idle worker spins for the next task before it sleeps (the
+** reason for 100 us is at JOIN_SPIN_NS in thread.c). */
+#define TAKE_SPIN_NS 100000
 
 /* The next task, or NULL once the pool is closed and drained. An idle
 ** worker spins a little first (a task that arrives then costs no wake-up

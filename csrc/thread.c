@@ -31,7 +31,11 @@ struct ffipar_thread {
 /* `done`: WAITED means a joiner sleeps (or is about to) on the word, so
 ** finish() makes the wake-up call only when someone needs it. */
 enum { RUNNING = 0, WAITED = 1, DONE = 2 };
-#define JOIN_SPIN_NS 20000
+/* How long joining a pool task spins before it sleeps. A futex sleep and
+** wake-up costs 30-150 us on the 2-core VM we measure on, and a waiting
+** thread there is often held up for more than 20 us: with 20 us, 10-30% of
+** pool round trips slept; with 100 us, under 2% (make bench, round trip). */
+#define JOIN_SPIN_NS 100000
 
 static _Thread_local ffipar_thread *self;
 static _Atomic int next_id = 1;
