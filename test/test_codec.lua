@@ -99,6 +99,17 @@ function TestCodec:testRefusesCyclicTable()
   lu.assertErrorMsgContains("contains itself", par.spawn, function() end, t)
 end
 
+-- A refusal deep inside a table leaves nothing behind: the same table,
+-- fixed, crosses on the next try (the encoder reuses its scratch).
+function TestCodec:testRefusalLeavesEncoderClean()
+  local inner = { co = coroutine.create(print) }
+  local t = { inner = inner, f = function() return 1 end }
+  lu.assertErrorMsgContains("is a coroutine", par.spawn, function() end, t)
+  inner.co = "fine"
+  local r = roundtrip(function(t) return t.inner.co, t.f() end, t)
+  lu.assertEquals(r, { true, "fine", 1 })
+end
+
 function TestCodec:testRefusesAnonymousCtype()
   local anon = ffi.typeof("struct { int x; }")
   lu.assertErrorMsgContains("anonymous ctype", par.spawn, function() return anon end)

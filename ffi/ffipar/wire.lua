@@ -68,6 +68,15 @@ end
 
 local conv
 
+-- The stand-in for the message's function number i; only read by the
+-- encoder, so one per number serves every message.
+local fn_markers = {}
+local function fn_marker(i)
+  local m = fn_markers[i]
+  if not m then m = { [TAG] = "f", i = i }; fn_markers[i] = m end
+  return m
+end
+
 local function conv_function(f, ctx)
   local code = dumps[f]                -- dumped before: a Lua function, not a module's
   if not code then
@@ -78,7 +87,7 @@ local function conv_function(f, ctx)
     end
   end
   local id = ctx.fnid[f]
-  if id then return { [TAG] = "f", i = id } end
+  if id then return fn_marker(id) end
   id = #ctx.fns + 1
   ctx.fnid[f] = id
   if not code then
@@ -97,7 +106,7 @@ local function conv_function(f, ctx)
     i = i + 1
   end
   entry.n, entry.u = i - 1, ups
-  return { [TAG] = "f", i = id }
+  return fn_marker(id)
 end
 
 local function conv_table(t, ctx)
@@ -150,6 +159,24 @@ end
 -- are named "<label> #<first + i - 1>".
 local NONE = {}          -- the objects of plain values: never written to
 
+-- The encoder's context, reused: `seen` is scratch that conv leaves empty;
+-- `objs` and `fns` leave with the message, so each encode gets its own;
+-- release() lets go of everything else it refers to, so a value that was
+-- sent is not kept alive here.
+local scratch = { seen = {}, path = {}, isup = {}, fnid = {} }
+local function context(label)
+  local ctx = scratch
+  ctx.objs, ctx.fns, ctx.label, ctx.marked, ctx.cdata = {}, {}, label, nil, nil
+  return ctx
+end
+
+local function release(ctx)
+  if ctx.fns[1] then ctx.fnid = {} end
+  local path = ctx.path
+  for i = 1, #path do path[i] = nil end
+  ctx.objs, ctx.fns = nil, nil
+end
+
 function M.encode(fname, label, first, level, ...)
   local n = select("#", ...)
   local ctx                -- made on the first value that is not plain
@@ -160,22 +187,30 @@ function M.encode(fname, label, first, level, ...)
     if tx == "number" or tx == "string" or tx == "boolean" or tx == "nil" then
       v[i] = x
     else
-      ctx = ctx or { objs = {}, fns = {}, fnid = {}, seen = {}, label = label,
-        path = {}, isup = {}, depth = 0 }
+      ctx = ctx or context(label)
       ctx.index, ctx.depth = first + i - 1, 0
       local ok, r = pcall(conv, x, ctx)
-      if not ok then error(fname .. ": " .. tostring(r), level + 1) end
+      if not ok then
+        ctx.seen = {}                          -- left set by the error
+        release(ctx)
+        error(fname .. ": " .. tostring(r), level + 1)
+      end
       v[i] = r
     end
   end
   local w = { n = n, v = v }
-  if ctx and ctx.marked then w.m = true; w.f = ctx.fns end
+  local objs = NONE
+  if ctx then
+    if ctx.marked then w.m = true; w.f = ctx.fns end
+    objs = ctx.objs
+    release(ctx)
+  end
   buf:reset()
   -- The first byte says whether decoding needs the FFI (int64 cdata and
   -- handles do; string.buffer cannot decode them in a state without it).
   buf:put(ctx and ctx.cdata and "F" or "P")
   buf:encode(w)
-  return buf, ctx and ctx.objs or NONE
+  return buf, objs
 end
 
 local unmark
