@@ -42,32 +42,30 @@ end
 -- overflows to NaN, which also fails the final test), so the bitmap is the
 -- same as testing every iteration, with a tenth of the loop exits.
 local function rows(lo, hi, buf, N)
-  local bor, lshift = bit.bor, bit.lshift
+  local band, rshift, lshift = bit.band, bit.rshift, bit.lshift
   local rowbytes = math.floor((N + 7) / 8)
   for y = lo, hi - 1 do
     local Ci = 2.0 * y / N - 1.0
     local base = y * rowbytes
-    for xb = 0, rowbytes - 1 do
-      local byte = 0
-      for k = 0, 7 do
-        local x = xb * 8 + k
-        if x < N then
-          local Cr = 2.0 * x / N - 1.5
-          local Zr, Zi, Tr, Ti = 0.0, 0.0, 0.0, 0.0
-          local n = 0
-          repeat
-            Zi = 2.0 * Zr * Zi + Ci; Zr = Tr - Ti + Cr; Tr = Zr * Zr; Ti = Zi * Zi
-            Zi = 2.0 * Zr * Zi + Ci; Zr = Tr - Ti + Cr; Tr = Zr * Zr; Ti = Zi * Zi
-            Zi = 2.0 * Zr * Zi + Ci; Zr = Tr - Ti + Cr; Tr = Zr * Zr; Ti = Zi * Zi
-            Zi = 2.0 * Zr * Zi + Ci; Zr = Tr - Ti + Cr; Tr = Zr * Zr; Ti = Zi * Zi
-            Zi = 2.0 * Zr * Zi + Ci; Zr = Tr - Ti + Cr; Tr = Zr * Zr; Ti = Zi * Zi
-            n = n + 5
-          until n == 50 or Tr + Ti > 4.0
-          if Tr + Ti <= 4.0 then byte = bor(byte, lshift(1, 7 - k)) end
-        end
-      end
-      buf[base + xb] = byte
+    local byte = 0
+    for x = 0, N - 1 do
+      local Cr = 2.0 * x / N - 1.5
+      local Zr, Zi, Tr, Ti = 0.0, 0.0, 0.0, 0.0
+      local n = 0
+      repeat
+        Zi = 2.0 * Zr * Zi + Ci; Zr = Tr - Ti + Cr; Tr = Zr * Zr; Ti = Zi * Zi
+        Zi = 2.0 * Zr * Zi + Ci; Zr = Tr - Ti + Cr; Tr = Zr * Zr; Ti = Zi * Zi
+        Zi = 2.0 * Zr * Zi + Ci; Zr = Tr - Ti + Cr; Tr = Zr * Zr; Ti = Zi * Zi
+        Zi = 2.0 * Zr * Zi + Ci; Zr = Tr - Ti + Cr; Tr = Zr * Zr; Ti = Zi * Zi
+        Zi = 2.0 * Zr * Zi + Ci; Zr = Tr - Ti + Cr; Tr = Zr * Zr; Ti = Zi * Zi
+        n = n + 5
+      until n == 50 or Tr + Ti > 4.0
+      byte = byte + byte
+      if Tr + Ti <= 4.0 then byte = byte + 1 end
+      if band(x, 7) == 7 then buf[base + rshift(x, 3)] = byte; byte = 0 end
     end
+    local r = band(N, 7)                -- a last, partial byte: pad with zeros
+    if r ~= 0 then buf[base + rowbytes - 1] = lshift(byte, 8 - r) end
   end
 end
 

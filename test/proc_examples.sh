@@ -12,6 +12,13 @@ check "mandelbrot --check" 0 $LUAJIT examples/mandelbrot.lua 203 -w 2 --check -o
 head -c 12 "$d/m.pbm" | grep -q "P4" || { echo "mandelbrot: no P4 header"; fails=$((fails + 1)); }
 size=$(stat -c %s "$d/m.pbm"); want=$(( 11 + 26 * 203 ))   # "P4\n203 203\n" (11 bytes) + ceil(203/8) * 203
 [ "$size" -eq "$want" ] || { echo "mandelbrot: $size bytes, want $want"; fails=$((fails + 1)); }
+# The same bitmap as the C baseline of `make bench` (same kernel, in C).
+if ${CC:-cc} -std=gnu11 -O2 -pthread -o "$d/mandel_c" bench/c/mandelbrot.c -lm 2>/dev/null; then
+  "$d/mandel_c" 203 2 "$d/c.pbm" >/dev/null
+  cmp -s "$d/m.pbm" "$d/c.pbm" || { echo "mandelbrot: bitmap differs from bench/c/mandelbrot.c"; fails=$((fails + 1)); }
+else
+  echo "mandelbrot: cannot build bench/c/mandelbrot.c"; fails=$((fails + 1))
+fi
 check "mandelbrot bad N" 2 $LUAJIT examples/mandelbrot.lua -w 0
 check "best_move" 0 $LUAJIT examples/best_move.lua -n 120 -s 5
 check "best_move --checked" 0 $LUAJIT examples/best_move.lua -n 60 -s 3 --checked

@@ -23,27 +23,26 @@ static void rows(int lo, int hi)
 {
   for (int y = lo; y < hi; y++) {
     double Ci = 2.0 * y / N - 1.0;
-    for (int xb = 0; xb < rowbytes; xb++) {
-      int byte = 0;
-      for (int k = 0; k < 8; k++) {
-        int x = xb * 8 + k;
-        if (x >= N) continue;
-        double Cr = 2.0 * x / N - 1.5;
-        double Zr = 0, Zi = 0, Tr = 0, Ti = 0;
-        int n = 0;
-        do {                            /* escape test every 5 iterations */
-          for (int j = 0; j < 5; j++) {
-            Zi = 2.0 * Zr * Zi + Ci;
-            Zr = Tr - Ti + Cr;
-            Tr = Zr * Zr;
-            Ti = Zi * Zi;
-          }
-          n += 5;
-        } while (n != 50 && Tr + Ti <= 4.0);
-        if (Tr + Ti <= 4.0) byte |= 1 << (7 - k);
-      }
-      buf[(size_t)y * rowbytes + xb] = (unsigned char)byte;
+    unsigned char *row = buf + (size_t)y * rowbytes;
+    int byte = 0;
+    for (int x = 0; x < N; x++) {
+      double Cr = 2.0 * x / N - 1.5;
+      double Zr = 0, Zi = 0, Tr = 0, Ti = 0;
+      int n = 0;
+      do {                            /* escape test every 5 iterations */
+        for (int j = 0; j < 5; j++) {
+          Zi = 2.0 * Zr * Zi + Ci;
+          Zr = Tr - Ti + Cr;
+          Tr = Zr * Zr;
+          Ti = Zi * Zi;
+        }
+        n += 5;
+      } while (n != 50 && Tr + Ti <= 4.0);
+      byte += byte;
+      if (Tr + Ti <= 4.0) byte++;
+      if ((x & 7) == 7) { row[x >> 3] = (unsigned char)byte; byte = 0; }
     }
+    if (N & 7) row[rowbytes - 1] = (unsigned char)(byte << (8 - (N & 7)));
   }
 }
 
