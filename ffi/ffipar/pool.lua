@@ -138,35 +138,16 @@ local function argmax_range(lo, hi, best, at, score, a1, a2, a3, a4)
   return best, at
 end
 
--- Same, for scores with more than four extra arguments.
-local function argmax_range_varg(lo, hi, best, at, score, ...)
-  local i = lo
-  while i <= hi do
-    local s = score(i, ...)
-    while not (s > best) do
-      i = i + 1
-      if i > hi then return best, at end
-      s = score(i, ...)
-    end
-    best, at = s, i
-    i = i + 1
-  end
-  return best, at
-end
-
 local function argmax_chunks(job, n, chunk, score, ...)
   local C = require("ffipar.lib").C
   require("ffipar.lib").declare("pool")
   local p = job:ptr()
   local best, at = -math.huge, nil
-  if select("#", ...) > 4 then
-    while true do
-      local lo = C.ffipar_pool_claim(p, chunk, n)
-      if lo < 0 then return best, at end
-      best, at = argmax_range_varg(lo, math.min(lo + chunk, n) - 1, best, at, score, ...)
-    end
-  end
   local a1, a2, a3, a4 = ...          -- no vararg in the loop: it would not compile
+  if select("#", ...) > 4 then        -- more: a closure passes them (slower)
+    local args, f = { n = select("#", ...), ... }, score
+    score = function(i) return f(i, unpack(args, 1, args.n)) end
+  end
   while true do
     local lo = C.ffipar_pool_claim(p, chunk, n)
     if lo < 0 then return best, at end
