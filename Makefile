@@ -87,6 +87,16 @@ tsan:
 	  FFIPAR_SANITIZER=tsan $(LUAJIT) test/run.lua $(TESTFLAGS); \
 	  rc=$$?; $(MAKE) clean >/dev/null; $(MAKE) all >/dev/null; exit $$rc
 
+# The Lua suites and the C tests under valgrind's memcheck: an invalid
+# access, a use of uninitialised memory or a definite leak fails the run
+# (valgrind exits 9, and a closing "0 passed, 1 failed" says so to CI).
+VALGRIND = valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite
+valgrind: EXTRA_DEPS += valgrind
+valgrind: deps all $(CTESTS)
+	$(RUN) FFIPAR_VALGRIND="$(VALGRIND)" $(VALGRIND) $(LUAJIT) test/run.lua $(TESTFLAGS); \
+	  rc=$$?; if [ $$rc -eq 9 ]; then echo "valgrind reported errors (above)"; echo "0 passed, 1 failed"; fi; \
+	  exit $$rc
+
 # The suite on OpenResty's luajit2 (Debian's luajit2 conflicts with luajit,
 # so it is unpacked into build/luajit2 instead of installed).
 LJ2 = build/luajit2/root
@@ -122,6 +132,6 @@ clean:
 -include $(wildcard mk/*.mk)
 
 help:
-	@echo "make example | test | asan | tsan | test-luajit2 | model | bench | install | uninstall | clean"
+	@echo "make example | test | asan | tsan | valgrind | test-luajit2 | model | bench | install | uninstall | clean"
 
-.PHONY: all deps example test asan tsan test-luajit2 bench install uninstall clean help
+.PHONY: all deps example test asan tsan valgrind test-luajit2 bench install uninstall clean help

@@ -66,14 +66,20 @@ local function external(name, cmd)
   io.flush()
 end
 
+-- Under `make valgrind` (this process runs in valgrind) the C tests run in
+-- it too; the process tests (installs, exits, examples) are left out.
+local valgrind = os.getenv("FFIPAR_VALGRIND")
+
 if only ~= "lua" then
   print("\nexternal tests (each its own process):")
   for _, f in ipairs(ls("test/c/*")) do
-    if not f:match("%.[ch]$") then external(f, f) end
+    if not f:match("%.[ch]$") then external(f, valgrind and (valgrind .. " " .. f) or f) end
   end
-  for _, f in ipairs(ls("test/proc_*.lua")) do external(f, luajit .. " " .. f) end
-  for _, f in ipairs(ls("test/proc_*.sh")) do
-    external(f, ("env FFIPAR_LUAJIT='%s' bash %s"):format(luajit, f))
+  if valgrind then print("(process tests are not run under valgrind)") else
+    for _, f in ipairs(ls("test/proc_*.lua")) do external(f, luajit .. " " .. f) end
+    for _, f in ipairs(ls("test/proc_*.sh")) do
+      external(f, ("env FFIPAR_LUAJIT='%s' bash %s"):format(luajit, f))
+    end
   end
 end
 

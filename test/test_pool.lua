@@ -109,6 +109,12 @@ end
 
 function TestPool:testParallelForBalancesUnevenWork()
   -- All the work is in the first indices; dynamic chunks spread it anyway.
+  -- First both workers are known to be up (a slow start, e.g. under
+  -- valgrind, would otherwise let one worker take every slow chunk).
+  local b = par.barrier(2)
+  local wait = function(b) return b:wait(30) end
+  local up = { self.pool:submit(wait, b), self.pool:submit(wait, b) }
+  for _, f in ipairs(up) do lu.assertTrue((f:join(60))) end
   local n = 64
   local who = par.array("int32_t", n)
   self.pool:parallel_for(n, function(lo, hi, who)
