@@ -172,8 +172,10 @@ int ffipar_pool_submit(ffipar_pool *p, ffipar_msg *payload, ffipar_thread **out)
   p->q[(p->head + p->len) % p->cap] = t;       /* the queue holds the worker's ref */
   p->len++;
   atomic_fetch_add_explicit(&p->seq, 1, memory_order_relaxed); /* under the lock */
-  /* A spinning worker will see the push; only a sleeper needs a wake-up. */
-  int wake = p->sleeping > 0 && atomic_load(&p->spinning) == 0;
+  /* Each spinning worker will see the push and take one task; a sleeper is
+  ** woken for any task beyond those. (Waking none while anyone spun left the
+  ** second of two quick submits to the spinner, after its first task.) */
+  int wake = p->sleeping > 0 && (int)p->len > atomic_load(&p->spinning);
   pthread_mutex_unlock(&p->lock);
   if (wake) futex_wake(&p->seq, 1);
   *out = t;
