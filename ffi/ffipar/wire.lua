@@ -166,6 +166,9 @@ local NONE = {}          -- the objects of plain values: never written to
 local scratch = { seen = {}, path = {}, isup = {}, fnid = {} }
 local function context(label)
   local ctx = scratch
+  if ctx.objs then                     -- an encode inside an encode (a finalizer?)
+    ctx = { seen = {}, path = {}, isup = {}, fnid = {} }
+  end
   ctx.objs, ctx.fns, ctx.label, ctx.marked, ctx.cdata = {}, {}, label, nil, nil
   return ctx
 end
