@@ -163,12 +163,13 @@ local NONE = {}          -- the objects of plain values: never written to
 -- `objs` and `fns` leave with the message, so each encode gets its own;
 -- release() lets go of everything else it refers to, so a value that was
 -- sent is not kept alive here.
-local scratch = { seen = {}, path = {}, isup = {}, fnid = {} }
+local function new_context()
+  return { seen = {}, path = {}, isup = {}, fnid = {} }
+end
+local scratch = new_context()
 local function context(label)
   local ctx = scratch
-  if ctx.objs then                     -- an encode inside an encode (a finalizer?)
-    ctx = { seen = {}, path = {}, isup = {}, fnid = {} }
-  end
+  if ctx.objs then ctx = new_context() end   -- an encode inside an encode (a finalizer?)
   ctx.objs, ctx.fns, ctx.label, ctx.marked, ctx.cdata = {}, {}, label, nil, nil
   return ctx
 end
