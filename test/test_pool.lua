@@ -189,11 +189,7 @@ function TestPool:testArgmaxLoopCompilesInWorker()
   lu.assertNotNil(p:argmax(200000, function(i) return sin(0.001 * i) * cos(0.0007 * i) end))
   lu.assertTrue((p:submit(function() require("jit.v").off() end):join(10)))
   p:close()
-  local f = assert(io.open(path, "rb"))
-  local log = f:read("*a")
-  f:close()
-  os.remove(path)
-  util.assert_compiles(lu, log, "pool.lua", line)
+  util.assert_compiles(lu, util.take_file(path), "pool.lua", line)
 end
 
 function TestPool:testRaceCheckInParallelFor()

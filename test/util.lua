@@ -53,6 +53,15 @@ function M.rss_kib()
   return rss * 4
 end
 
+-- The text of a temporary file, which is then removed.
+function M.take_file(path)
+  local f = assert(io.open(path, "rb"))
+  local text = f:read("*a")
+  f:close()
+  os.remove(path)
+  return text
+end
+
 -- Run fn() with jit.v logging to a temporary file; returns the log text.
 -- Tests use it to check that a hot loop compiles (a "loop" trace, no NYI).
 function M.jit_log(fn)
@@ -62,10 +71,7 @@ function M.jit_log(fn)
   v.on(path)
   local ok, err = pcall(fn)
   v.off()
-  local f = assert(io.open(path, "rb"))
-  local log = f:read("*a")
-  f:close()
-  os.remove(path)
+  local log = M.take_file(path)
   assert(ok, err)
   return log
 end
