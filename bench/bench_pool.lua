@@ -18,8 +18,8 @@ do
 end
 
 -- The second run of the job on a fresh pool: the first loads the code and
--- lets the JIT settle. (A warm-up on a small image left the Mandelbrot
--- trace tree shaped by the wrong pixels: 3-4% slower afterwards.)
+-- lets the JIT settle. (A warm-up on a small input can leave traces shaped
+-- by the wrong data: the first Mandelbrot kernel ran 3-4% slower after one.)
 local function timed(workers, job)
   local pool = par.pool(workers)
   job(pool)

@@ -192,6 +192,49 @@ function TestPool:testArgmaxLoopCompilesInWorker()
   util.assert_compiles(lu, util.take_file(path), "pool.lua", line)
 end
 
+-- The Mandelbrot kernel of examples/mandelbrot.lua (the `make bench` job):
+-- in a worker, each pass over a row's pixels is one loop trace, no NYI, no
+-- abort, and no side trace starts inside the pass (no exit per pixel).
+function TestPool:testMandelbrotPassIsOneTraceInWorker()
+  local src = assert(io.open("examples/mandelbrot.lua")):read("*a")
+  local at = assert(src:find("\nlocal function rows%("))
+  local body = src:match("\nlocal function rows%(.-\nend\n", at)
+  local first = select(2, src:sub(1, at):gsub("\n", ""))   -- body's first line (empty) in the file
+  local pass, last
+  local line = first - 1
+  for l in (body .. "\n"):gmatch("([^\n]*)\n") do
+    line = line + 1
+    if not pass and l:find("for k = 0, m - 1 do", 1, true) then pass = line end
+    if l:find("j = j + keep", 1, true) then last = line end
+  end
+  lu.assertNotNil(pass); lu.assertNotNil(last)
+  local rows = assert(loadstring(("\n"):rep(first - 1) .. body .. "return rows", "@mandelbrot.lua"))()
+  local n = 300
+  local buf = par.array("uint8_t", math.floor((n + 7) / 8) * n)
+  local path = os.tmpname()
+  local p = par.pool(1)
+  lu.assertTrue((p:submit(function(path) jit.flush() require("jit.v").on(path) end, path):join(10)))
+  p:parallel_for(n, rows, buf, n)
+  lu.assertTrue((p:submit(function() require("jit.v").off() end):join(10)))
+  p:close()
+  local log = util.take_file(path)
+  local root = log:match("%[TRACE%s+(%d+)%s+mandelbrot%.lua:" .. pass .. " loop%]")
+  lu.assertNotNil(root, "no loop trace at mandelbrot.lua:" .. pass .. ":\n" .. log)
+  -- (The return from rows() to the worker's C frame is not compiled, once a
+  -- chunk: "NYI: return to lower frame" at its last line is expected.)
+  for id, l in log:gmatch("%[TRACE%s+(%S+)[^\n]-mandelbrot%.lua:(%d+)") do
+    l = tonumber(l)
+    if l >= pass and l <= last then
+      lu.assertNotEquals(id, "---", "trace aborted in the pass:\n" .. log)
+    end
+  end
+  for parent, l in log:gmatch("%[TRACE%s+%d+%s+%((%d+)/%d+%)%s+mandelbrot%.lua:(%d+)") do
+    if parent == root and tonumber(l) >= pass and tonumber(l) <= last then
+      lu.fail("a side trace of the pass starts at mandelbrot.lua:" .. l .. ":\n" .. log)
+    end
+  end
+end
+
 function TestPool:testRaceCheckInParallelFor()
   local a = par.array("double", 4, { checked = true, name = "best" })
   local ok, err = pcall(self.pool.parallel_for, self.pool, 64, function(lo, hi, a)
