@@ -4,11 +4,12 @@
 -- measure, for a baseline measured in Lua, e.g. a raw pointer), or derive =
 -- fn(results) -> ffipar value, C value, computed from earlier cases' medians
 -- (results[name] = { lua = , c = }). limit.min: the ffipar value must be at
--- least this (speedups). Also writes bench/report/chart.png with gnuplot. Lua and C run alternately,
--- RUNS times each, in this one process run; the table shows medians and
--- the Lua/C ratio, and is written to bench/report/results.md.
+-- least this (speedups). Lua and C run alternately (each first in every
+-- other round), RUNS (9) times each, in this one process run; the table
+-- shows medians and the Lua/C ratio, and is written to
+-- bench/report/results.md, with a chart (bench/report/chart.png, gnuplot).
 -- Usage: luajit bench/run.lua [pattern] ; BENCH_RUNS=n sets the runs.
-local RUNS = tonumber(os.getenv("BENCH_RUNS")) or 5
+local RUNS = tonumber(os.getenv("BENCH_RUNS")) or 9
 local pattern = arg[1]
 
 local function ls(glob)
@@ -50,11 +51,15 @@ for _, file in ipairs(ls("bench/bench_*.lua")) do
         l, c = case.derive(results)
       else
         local lv, cv = {}, {}
-        for _ = 1, RUNS do
-          if case.lua then lv[#lv + 1] = case.lua() end
-          collectgarbage()
+        local function lua_side() if case.lua then lv[#lv + 1] = case.lua() end collectgarbage() end
+        local function c_side()
           if case.c then cv[#cv + 1] = run_c(case.c) end
           if case.baseline then cv[#cv + 1] = case.baseline() end
+        end
+        -- Which side goes first alternates: on this shared VM the slot in a
+        -- round alone moves a median by a few per cent.
+        for r = 1, RUNS do
+          if r % 2 == 1 then lua_side(); c_side() else c_side(); lua_side() end
         end
         l, c = median(lv), median(cv)
       end
