@@ -36,33 +36,42 @@ if not workers or workers < 1 or workers ~= math.floor(workers) then
   io.stderr:write("-w needs a whole number >= 1\n"); os.exit(2)
 end
 
+-- A double read back as its bits: Tr + Ti in rows() below. A named type,
+-- so that every call (and every worker) uses the same ctype.
+par.cdef "typedef union { double d; int64_t bits; } mandel_bits;"
+
 -- Rows [lo, hi) of the bitmap into buf (ceil(N/8) bytes a row, first pixel
 -- in the high bit; a pixel is set when 50 iterations stay within radius 2).
 --
--- The escape test runs every 5 iterations: once |z| > 2 it only grows, so
--- the bitmap is the same as testing every iteration. A row is computed in
--- 10 passes of 5 iterations over the pixels still inside, each pass
--- compacting the list in place. The pass has no branch that depends on a
--- pixel: `keep` is 1 while Tr + Ti <= 4 and 0 after (exactly: Tr + Ti is
--- capped at 8 and scaled by 1/8, both exact, then 1.5 - u lies in [1, 1.5]
--- or in [0.5, 1)). So the JIT compiles each pass into one loop trace that
--- never exits early, and neighbouring pixels' iterations overlap in the CPU.
--- (With `if Tr + Ti <= 4.0 then` the trace is left and re-entered for each
--- pixel that goes the other way: 1.5x slower. README: "Writing kernels".)
+-- The escape test runs every 5 iterations: once |z| > 2 it only grows (and
+-- 5 iterations from |z| <= 2 cannot overflow), so the bitmap is the same as
+-- testing every iteration. A row is computed in 10 passes of 5 iterations
+-- over the pixels still inside, each pass compacting the list in place.
+-- The pass has no branch that depends on a pixel, so the JIT compiles it
+-- into one loop trace that never exits early, and neighbouring pixels'
+-- iterations overlap in the CPU. (With `if Tr + Ti <= 4.0 then` the trace
+-- is left and re-entered for each pixel that goes the other way: 1.5x
+-- slower. README: "Writing kernels".) The test is integer arithmetic on the
+-- bits of Tr + Ti: non-negative doubles order like their bit patterns, so
+-- FOUR - bits is negative exactly when Tr + Ti > 4, and its sign bit is the
+-- escape. That keeps the test off the floating-point units, which the
+-- iterations keep busy (math.floor/math.min arithmetic instead: 8% slower).
 local function rows(lo, hi, buf, N)
   local ffi = require "ffi"
-  local floor, min, band, rshift, bor = math.floor, math.min, bit.band, bit.rshift, bit.bor
-  local rowbytes = floor((N + 7) / 8)
+  local band, rshift, bor = bit.band, bit.rshift, bit.bor
+  local rowbytes = math.floor((N + 7) / 8)
   local px = ffi.new("int32_t[?]", N)   -- the pixels still inside, in order,
   local cr = ffi.new("double[?]", N)    -- with their c and z
   local zr = ffi.new("double[?]", N)
   local zi = ffi.new("double[?]", N)
+  local t = ffi.new("mandel_bits")
+  local FOUR = 0x4010000000000000LL     -- the bits of 4.0
   for y = lo, hi - 1 do
     local Ci = 2.0 * y / N - 1.0
     for x = 0, N - 1 do px[x] = x; cr[x] = 2.0 * x / N - 1.5; zr[x] = 0.0; zi[x] = 0.0 end
     local m = N
     for _ = 1, 10 do
-      local j = 0
+      local j = 0LL
       for k = 0, m - 1 do
         local Cr, Zr, Zi = cr[k], zr[k], zi[k]
         local Tr, Ti = Zr * Zr, Zi * Zi
@@ -72,10 +81,10 @@ local function rows(lo, hi, buf, N)
         Zi = 2.0 * Zr * Zi + Ci; Zr = Tr - Ti + Cr; Tr = Zr * Zr; Ti = Zi * Zi
         Zi = 2.0 * Zr * Zi + Ci; Zr = Tr - Ti + Cr; Tr = Zr * Zr; Ti = Zi * Zi
         px[j] = px[k]; cr[j] = Cr; zr[j] = Zr; zi[j] = Zi
-        local keep = floor(1.5 - min(Tr + Ti, 8.0) * 0.125)
-        j = j + keep
+        t.d = Tr + Ti
+        j = j + 1 - rshift(FOUR - t.bits, 63)   -- keep the pixel while Tr + Ti <= 4
       end
-      m = j
+      m = tonumber(j)
       if m == 0 then break end
     end
     local base = y * rowbytes

@@ -34,6 +34,7 @@ static void rows(int lo, int hi)
       int j = 0;
       for (int k = 0; k < m; k++) {
         double Cr = cr[k], Zr = zr[k], Zi = zi[k], Tr = Zr * Zr, Ti = Zi * Zi;
+#pragma GCC unroll 5                  /* written out, as in the Lua kernel */
         for (int i = 0; i < 5; i++) {
           Zi = 2.0 * Zr * Zi + Ci;
           Zr = Tr - Ti + Cr;
