@@ -4,10 +4,12 @@
 -- measure, for a baseline measured in Lua, e.g. a raw pointer), or derive =
 -- fn(results) -> ffipar value, C value, computed from earlier cases' medians
 -- (results[name] = { lua = , c = }). limit.min: the ffipar value must be at
--- least this (speedups). Lua and C run alternately (each first in every
--- other round), RUNS (9) times each, in this one process run; the table
--- shows medians and the Lua/C ratio, and is written to
--- bench/report/results.md, with a chart (bench/report/chart.png, gnuplot).
+-- least this (speedups). case.runs: more runs than the default, for a case
+-- whose spread is wider than its target's margin. Lua and C run alternately
+-- (each first in every other round), RUNS (9) or case.runs times each, in
+-- this one process run; the table shows medians and the Lua/C ratio, and is
+-- written to bench/report/results.md, with a chart (bench/report/chart.png,
+-- gnuplot).
 -- Usage: luajit bench/run.lua [pattern] ; BENCH_RUNS=n sets the runs.
 local RUNS = tonumber(os.getenv("BENCH_RUNS")) or 9
 local pattern = arg[1]
@@ -46,7 +48,7 @@ for _, file in ipairs(ls("bench/bench_*.lua")) do
   local cases = dofile(file)
   for _, case in ipairs(cases) do
     if not pattern or case.name:find(pattern, 1, true) or file:find(pattern, 1, true) then
-      local l, c
+      local l, c, runs
       if case.derive then
         l, c = case.derive(results)
       else
@@ -58,7 +60,8 @@ for _, file in ipairs(ls("bench/bench_*.lua")) do
         end
         -- Which side goes first alternates: on this shared VM the slot in a
         -- round alone moves a median by a few per cent.
-        for r = 1, RUNS do
+        runs = os.getenv("BENCH_RUNS") and RUNS or case.runs or RUNS
+        for r = 1, runs do
           if r % 2 == 1 then lua_side(); c_side() else c_side(); lua_side() end
         end
         l, c = median(lv), median(cv)
@@ -74,7 +77,8 @@ for _, file in ipairs(ls("bench/bench_*.lua")) do
       end
       local row = { case.name, fmt(l), fmt(c), ratio and ("%.2f"):format(ratio) or "-",
         case.unit or "", (case.target or "") .. verdict, ratio = ratio,
-        speedup = case.derive and l, cspeedup = case.derive and c, nochart = case.chart == false }
+        speedup = case.derive and l, cspeedup = case.derive and c, nochart = case.chart == false,
+        runs = runs }
       rows[#rows + 1] = row
       print(("%-46s %10s %10s %7s  %-8s %s"):format(unpack(row)))
       io.stdout:flush()
@@ -84,10 +88,10 @@ end
 
 os.execute("mkdir -p bench/report")
 local f = io.open("bench/report/results.md", "w")
-f:write(("# ffipar benchmarks\n\nMedians of %d runs, `make bench`, %s, %d CPUs.\n\n"):format(
-  RUNS, os.date("!%Y-%m-%d %H:%M UTC"), require("ffipar").cpus()))
-f:write("| case | ffipar | C | ratio | unit | target |\n|---|---|---|---|---|---|\n")
-for _, r in ipairs(rows) do f:write("| " .. table.concat(r, " | ") .. " |\n") end
+f:write(("# ffipar benchmarks\n\nMedians of the runs, `make bench`, %s, %d CPUs.\n\n"):format(
+  os.date("!%Y-%m-%d %H:%M UTC"), require("ffipar").cpus()))
+f:write("| case | ffipar | C | ratio | unit | target | runs |\n|---|---|---|---|---|---|---|\n")
+for _, r in ipairs(rows) do f:write("| " .. table.concat(r, " | ") .. " | " .. (r.runs or "-") .. " |\n") end
 f:write("\n![speedups and ratios to C](chart.png)\n")
 f:close()
 print("\nwritten: bench/report/results.md")
