@@ -26,6 +26,7 @@ static void rows(int lo, int hi)
 {
   int *px = malloc(N * sizeof *px);
   double *cr = malloc(N * sizeof *cr), *zr = malloc(N * sizeof *zr), *zi = malloc(N * sizeof *zi);
+  if (!px || !cr || !zr || !zi) { perror("mandelbrot"); exit(1); }
   for (int y = lo; y < hi; y++) {
     double Ci = 2.0 * y / N - 1.0;
     for (int x = 0; x < N; x++) { px[x] = x; cr[x] = 2.0 * x / N - 1.5; zr[x] = 0; zi[x] = 0; }
