@@ -113,13 +113,14 @@ dat:close()
 if n > 0 and os.execute("command -v gnuplot >/dev/null 2>&1") == 0 then
   local gp = io.open("bench/report/chart.gp", "w")
   gp:write([[
-set terminal pngcairo size 1100,520 font ",10"
+set terminal pngcairo size 1100,600 font ",10"
 set output "bench/report/chart.png"
 set title "ffipar: ratio to plain C (lower is better) and 2-worker speedup (higher is better)"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
-set xtics rotate by -30 scale 0
+set xtics rotate by -45 scale 0
+set rmargin 22
 set yrange [0:*]
 set grid ytics
 set key top left
