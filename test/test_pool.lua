@@ -131,15 +131,41 @@ function TestPool:testParallelForBalancesUnevenWork()
   lu.assertEquals(k, 2)
 end
 
-function TestPool:testParallelForRaisesAfterOthersStop()
-  local done = par.array("int32_t", 1)
-  local ok, err = pcall(self.pool.parallel_for, self.pool, 100, function(lo, hi, done)
-    if lo == 0 then error("chunk zero failed") end
-    require("ffipar").sleep(0.002)
-  end, done)
-  lu.assertFalse(ok)
-  lu.assertStrContains(err, "chunk zero failed")
-  lu.assertStrContains(err, "stack traceback")
+-- A failing chunk stops the other workers from claiming more (each of the
+-- n chunks left would take 2 ms; without the stop they all run), and the
+-- error reaches the caller with the worker's traceback. Each parallel call.
+function TestPool:testErrorStopsTheOtherWorkers()
+  local total = 100                    -- chunks of ceil(100 / (2 x 16)) = 4: 25 chunks
+  local calls = {
+    parallel_for = function(ran)
+      return self.pool:parallel_for(total, function(lo, hi, ran)
+        if lo == 0 then error("chunk zero failed") end
+        require("ffipar").atomics.add(ran:ptr(), 1); require("ffipar").sleep(0.002)
+      end, ran)
+    end,
+    argmax = function(ran)
+      return self.pool:argmax(total, function(i, ran)
+        if i == 0 then error("chunk zero failed") end
+        if i % 4 == 0 then require("ffipar").atomics.add(ran:ptr(), 1); require("ffipar").sleep(0.002) end
+        return i
+      end, ran)
+    end,
+    map_reduce = function(ran)
+      return self.pool:map_reduce(total, function(i, ran)
+        if i == 0 then error("chunk zero failed") end
+        if i % 4 == 0 then require("ffipar").atomics.add(ran:ptr(), 1); require("ffipar").sleep(0.002) end
+        return i
+      end, math.max, ran)
+    end,
+  }
+  for name, call in pairs(calls) do
+    local ran = par.array("int64_t", 1)
+    local ok, err = pcall(call, ran)
+    lu.assertFalse(ok, name)
+    lu.assertStrContains(err, "chunk zero failed")
+    lu.assertStrContains(err, "stack traceback")
+    lu.assertTrue(tonumber(ran[0]) < 12, name .. ": " .. tostring(ran[0]) .. " of 24 other chunks ran")
+  end
   lu.assertEquals(self.pool:submit(function() return "alive" end):join(10), true)
 end
 
@@ -176,6 +202,59 @@ end
 
 -- The argmax scan loop compiles in the worker, with no NYI and no abort, and
 -- its trace loops on the common case (no new best).
+function TestPool:testMapReduceIsTheSerialFold()
+  local sum = self.pool:map_reduce(10000, function(i, k) return k * i end, function(a, b) return a + b end, 3)
+  lu.assertEquals(sum, 3 * 9999 * 10000 / 2)
+  -- Concatenation is associative, not commutative: the chunks must be
+  -- folded in index order, whichever worker computed them.
+  local parts = {}
+  for i = 0, 2999 do parts[#parts + 1] = tostring(i) end
+  local joined = self.pool:map_reduce(3000, function(i)
+    if i % 97 == 0 then require("ffipar").sleep(0.0005) end      -- uneven work
+    return tostring(i)
+  end, function(a, b) return a .. "," .. b end)
+  local want = table.concat(parts, ",")
+  lu.assertTrue(joined == want, "not the serial fold; starts: " .. joined:sub(1, 60))
+  -- Tables cross too; more than four extra arguments; n == 0; n == 1.
+  local mm = self.pool:map_reduce(500, function(i, a, b, c, d, e) return { i + a + b + c + d + e, i } end,
+    function(x, y) return { math.min(x[1], y[1]), math.max(x[2], y[2]) } end, 1, 2, 3, 4, 5)
+  lu.assertEquals(mm, { 15, 499 })
+  lu.assertNil(self.pool:map_reduce(0, function() error("never") end, print))
+  lu.assertEquals(self.pool:map_reduce(1, function(i) return i + 7 end, print), 7)
+end
+
+-- Bad arguments are named as the caller's and reported at the caller's line.
+function TestPool:testBadArgumentsReportedAtTheCall()
+  local here = debug.getinfo(1, "S").short_src
+  local co = coroutine.create(function() end)
+  local function err_of(f) local ok, e = pcall(f); lu.assertFalse(ok); return e end
+  local p = self.pool
+  local cases = {
+    { function() p:parallel_for(3, print, co) end, "pool:parallel_for: argument #3 is a coroutine" },
+    { function() p:parallel_for(3, function() return co end) end,
+      "pool:parallel_for: upvalue 'co' of argument #2 is a coroutine" },
+    { function() p:parallel_for(3, 4) end, "pool:parallel_for: argument #2 must be a function" },
+    { function() p:argmax(3, print, 1, co) end, "pool:argmax: argument #4 is a coroutine" },
+    { function() p:map_reduce(3, print, print, co) end, "pool:map_reduce: argument #4 is a coroutine" },
+    { function() p:map_reduce(3, print, 5) end, "pool:map_reduce: argument #3 must be a function" },
+    { function() p:map_reduce(-1, print, print) end, "pool:map_reduce: n must be an integer >= 0" },
+    { function() p.map_reduce(3, print, print) end, "pool:map_reduce: call it as a method" },
+  }
+  for _, c in ipairs(cases) do
+    local e = err_of(c[1])
+    lu.assertStrContains(e, c[2])
+    lu.assertEquals(e:sub(1, #here + 1), here .. ":", e)
+  end
+  local closed = par.pool(1)
+  closed:close()
+  for _, f in ipairs{ function() closed:parallel_for(3, print) end, function() closed:argmax(3, print) end,
+      function() closed:map_reduce(3, print, print) end, function() closed:submit(print) end } do
+    local e = err_of(f)
+    lu.assertStrContains(e, "the pool is closed")
+    lu.assertEquals(e:sub(1, #here + 1), here .. ":", e)
+  end
+end
+
 function TestPool:testArgmaxLoopCompilesInWorker()
   local line = 0
   for l in io.lines("ffi/ffipar/pool.lua") do

@@ -4,6 +4,7 @@
 --   local f = pool:submit(fn, ...); local ok, r = f:join()
 --   pool:parallel_for(n, function(lo, hi, ...) ... end, ...)
 --   local best, at = pool:argmax(n, score, ...)
+--   local sum = pool:map_reduce(n, map, reduce, ...)
 --   pool:close()
 local ffi = require "ffi"
 local lib = require "ffipar.lib"
@@ -63,17 +64,18 @@ function M.pool(n, opts)
   return self
 end
 
-local function check_open(self, fname)
+-- level: as for lib.count (2 = the caller of the function calling this).
+local function check_open(self, fname, level)
   if getmetatable(self) ~= pool_mt then
-    lib.argerror(fname, "call it as a method: pool:" .. fname:match("[%w_]+$") .. "(...)", 3)
+    lib.argerror(fname, "call it as a method: pool:" .. fname:match("[%w_]+$") .. "(...)", level + 1)
   end
-  if self.closed then lib.argerror(fname, "the pool is closed", 3) end
+  if self.closed then lib.argerror(fname, "the pool is closed", level + 1) end
 end
 
 --- Run fn(...) on a pool worker; returns a future: f:join([timeout]) gives
 -- true, results... | false, err with traceback | nil, "timeout" | nil, "cancelled".
 function pool:submit(fn, ...)
-  check_open(self, "pool:submit")
+  check_open(self, "pool:submit", 2)
   if type(fn) ~= "function" then
     lib.argerror("pool:submit", "argument #1 must be a function, got " .. type(fn))
   end
@@ -101,21 +103,40 @@ end
 ---- parallel loops ----
 
 -- These run in the workers. `job` is a shared int64_t[2] (next index,
--- abort flag); chunks are claimed dynamically, so uneven work still ends
--- together, and each worker's chunks come in increasing order.
-local function run_chunks(job, n, chunk, fn, ...)
+-- abort flag). body(lo, hi) runs for each chunk [lo, hi) this worker
+-- claims; chunks are claimed dynamically, so uneven work still ends
+-- together, and each worker's chunks come in increasing order. An error
+-- stops the other workers from claiming more and is raised again, with the
+-- worker's traceback.
+local function claim_chunks(job, n, chunk, body)
   local C = require("ffipar.lib").C
   require("ffipar.lib").declare("pool")
   local p = job:ptr()
-  while true do
-    local lo = C.ffipar_pool_claim(p, chunk, n)
-    if lo < 0 then return end
-    local ok, err = xpcall(fn, debug.traceback, lo, math.min(lo + chunk, n), ...)
-    if not ok then
-      C.ffipar_pool_abort(p)
-      error(err, 0)
+  local ok, err = xpcall(function()
+    while true do
+      local lo = C.ffipar_pool_claim(p, chunk, n)
+      if lo < 0 then return end
+      body(lo, math.min(lo + chunk, n))
     end
+  end, debug.traceback)
+  if not ok then
+    C.ffipar_pool_abort(p)
+    error(err, 0)
   end
+end
+
+-- fn and up to four extra arguments as locals, so that a loop calling fn has
+-- no vararg in it (it would not compile: NYI: bytecode 71); with more, a
+-- closure passes them (slower).
+local function fixed_args(fn, ...)
+  if select("#", ...) <= 4 then return fn, ... end
+  local args, f = { n = select("#", ...), ... }, fn
+  return function(i) return f(i, unpack(args, 1, args.n)) end
+end
+
+local function run_chunks(job, n, chunk, fn, ...)
+  local args = { n = select("#", ...), ... }
+  claim_chunks(job, n, chunk, function(lo, hi) fn(lo, hi, unpack(args, 1, args.n)) end)
 end
 
 -- The best score(i, ...) over [lo, hi] from (best, at). The inner loop is
@@ -139,40 +160,64 @@ local function argmax_range(lo, hi, best, at, score, a1, a2, a3, a4)
 end
 
 local function argmax_chunks(job, n, chunk, score, ...)
-  local C = require("ffipar.lib").C
-  require("ffipar.lib").declare("pool")
-  local p = job:ptr()
+  local a1, a2, a3, a4
+  score, a1, a2, a3, a4 = fixed_args(score, ...)
   local best, at = -math.huge, nil
-  local a1, a2, a3, a4 = ...          -- no vararg in the loop: it would not compile
-  if select("#", ...) > 4 then        -- more: a closure passes them (slower)
-    local args, f = { n = select("#", ...), ... }, score
-    score = function(i) return f(i, unpack(args, 1, args.n)) end
-  end
-  while true do
-    local lo = C.ffipar_pool_claim(p, chunk, n)
-    if lo < 0 then return best, at end
-    best, at = argmax_range(lo, math.min(lo + chunk, n) - 1, best, at, score, a1, a2, a3, a4)
-  end
+  claim_chunks(job, n, chunk, function(lo, hi)
+    best, at = argmax_range(lo, hi - 1, best, at, score, a1, a2, a3, a4)
+  end)
+  return best, at
+end
+
+-- Each chunk folded in index order; returns the count, the chunks' first
+-- indexes and their values.
+local function map_reduce_chunks(job, n, chunk, map, reduce, ...)
+  local a1, a2, a3, a4
+  map, a1, a2, a3, a4 = fixed_args(map, ...)
+  local m, los, vals = 0, {}, {}
+  claim_chunks(job, n, chunk, function(lo, hi)
+    local acc = map(lo, a1, a2, a3, a4)
+    for i = lo + 1, hi - 1 do acc = reduce(acc, map(i, a1, a2, a3, a4)) end
+    m = m + 1
+    los[m], vals[m] = lo, acc
+  end)
+  return m, los, vals
 end
 
 -- Run `runner` on every worker over [0, n) as one parallel phase; returns
 -- the futures' results. The first error is raised (with the worker's
--- traceback) after every worker has stopped.
+-- traceback) after every worker has stopped. Errors about the arguments
+-- name them as the caller's (fn is #2) at the caller's line.
 local function run_parallel(self, fname, n, fn, runner, ...)
-  check_open(self, fname)
+  check_open(self, fname, 3)
   lib.count(n, fname, "n", 0, nil, 3)
   if type(fn) ~= "function" then
-    lib.argerror(fname, "argument #2 must be a function, got " .. type(fn), 2)
+    lib.argerror(fname, "argument #2 must be a function, got " .. type(fn), 3)
   end
   if n == 0 then return {} end
   local job = shm.array("int64_t", 2)
   local chunk = math.max(1, math.ceil(n / (self.n * 16)))
+  -- One message a worker (a message is consumed by its task). The first
+  -- checks that every value can cross; the others can only run out of memory.
+  local msgs = { codec.encode(fname, "argument", -2, 3, runner, job, n, chunk, fn, ...) }
+  for i = 2, self.n do
+    local ok, msg = pcall(codec.encode, fname, "argument", -2, 1, runner, job, n, chunk, fn, ...)
+    if not ok then
+      for j = 1, #msgs do C.ffipar_msg_free(msgs[j]) end
+      error(msg, 3)
+    end
+    msgs[i] = msg
+  end
   local futures, results, first_err = {}, {}, nil
-  shm.phase(function(...)
+  shm.phase(function()
     for i = 1, self.n do
-      local msg = codec.encode(fname, "argument", 2, 3, runner, job, n, chunk, fn, ...)
-      local rc = C.ffipar_pool_submit(self.c, msg, tout)
-      if rc ~= 0 then C.ffipar_pool_abort(job:ptr()); first_err = select(2, lib.fail(rc)); break end
+      local rc = C.ffipar_pool_submit(self.c, msgs[i], tout)   -- consumes msgs[i]
+      if rc ~= 0 then
+        C.ffipar_pool_abort(job:ptr())
+        first_err = fname .. ": " .. select(2, lib.fail(rc))
+        for j = i + 1, self.n do C.ffipar_msg_free(msgs[j]) end
+        break
+      end
       futures[i] = lib.own(tout[0])
     end
     for i = 1, #futures do
@@ -180,7 +225,7 @@ local function run_parallel(self, fname, n, fn, runner, ...)
       if r[1] then results[#results + 1] = r
       elseif not first_err then first_err = r[2] end
     end
-  end, ...)
+  end)
   if first_err then error(first_err, 3) end
   return results
 end
@@ -203,6 +248,28 @@ function pool:argmax(n, score, ...)
   end
   if at == nil then return nil end
   return best, at
+end
+
+--- reduce(...reduce(reduce(map(0, ...), map(1, ...)), map(2, ...))..., map(n - 1, ...)):
+-- the serial fold in index order, computed in parallel. reduce must be
+-- associative (a chunk is folded in a worker, the chunks' values in the
+-- caller, in index order); it need not be commutative. nil when n == 0.
+function pool:map_reduce(n, map, reduce, ...)
+  check_open(self, "pool:map_reduce", 2)
+  if type(reduce) ~= "function" then
+    lib.argerror("pool:map_reduce", "argument #3 must be a function, got " .. type(reduce))
+  end
+  local results = run_parallel(self, "pool:map_reduce", n, map, map_reduce_chunks, reduce, ...)
+  local parts = {}
+  for _, r in ipairs(results) do
+    local m, los, vals = r[2], r[3], r[4]
+    for k = 1, m do parts[#parts + 1] = { los[k], vals[k] } end
+  end
+  table.sort(parts, function(a, b) return a[1] < b[1] end)
+  if #parts == 0 then return nil end
+  local acc = parts[1][2]
+  for k = 2, #parts do acc = reduce(acc, parts[k][2]) end
+  return acc
 end
 
 return M
