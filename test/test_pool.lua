@@ -136,6 +136,11 @@ end
 -- error reaches the caller with the worker's traceback. Each parallel call.
 function TestPool:testErrorStopsTheOtherWorkers()
   local total = 100                    -- chunks of ceil(100 / (2 x 16)) = 4: 25 chunks
+  local function item(i, ran)          -- for argmax and map_reduce: 2 ms a chunk
+    if i == 0 then error("chunk zero failed") end
+    if i % 4 == 0 then require("ffipar").atomics.add(ran:ptr(), 1); require("ffipar").sleep(0.002) end
+    return i
+  end
   local calls = {
     parallel_for = function(ran)
       return self.pool:parallel_for(total, function(lo, hi, ran)
@@ -143,20 +148,8 @@ function TestPool:testErrorStopsTheOtherWorkers()
         require("ffipar").atomics.add(ran:ptr(), 1); require("ffipar").sleep(0.002)
       end, ran)
     end,
-    argmax = function(ran)
-      return self.pool:argmax(total, function(i, ran)
-        if i == 0 then error("chunk zero failed") end
-        if i % 4 == 0 then require("ffipar").atomics.add(ran:ptr(), 1); require("ffipar").sleep(0.002) end
-        return i
-      end, ran)
-    end,
-    map_reduce = function(ran)
-      return self.pool:map_reduce(total, function(i, ran)
-        if i == 0 then error("chunk zero failed") end
-        if i % 4 == 0 then require("ffipar").atomics.add(ran:ptr(), 1); require("ffipar").sleep(0.002) end
-        return i
-      end, math.max, ran)
-    end,
+    argmax = function(ran) return self.pool:argmax(total, item, ran) end,
+    map_reduce = function(ran) return self.pool:map_reduce(total, item, math.max, ran) end,
   }
   for name, call in pairs(calls) do
     local ran = par.array("int64_t", 1)
