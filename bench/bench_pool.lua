@@ -13,14 +13,8 @@ local RUNS = 15
 local sin, cos = math.sin, math.cos
 local function score(i) return sin(0.001 * i) * cos(0.0007 * i) end
 
--- The kernel of examples/mandelbrot.lua (its par.cdef and rows()), loaded
--- from there.
-local rows
-do
-  local src = assert(io.open("examples/mandelbrot.lua")):read("*a")
-  local body = assert(src:match("\npar%.cdef [^\n]*\n.-\nlocal function rows%(.-\nend\n"))
-  rows = assert(loadstring("local par = ...\n" .. body .. "\nreturn rows"))(par)
-end
+-- The kernel of examples/mandelbrot.lua, loaded from there.
+local rows = require("util").mandelbrot_rows()
 
 -- The second run of the job on a fresh pool: the first loads the code and
 -- lets the JIT settle. (A warm-up on a small input can leave traces shaped

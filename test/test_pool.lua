@@ -289,20 +289,15 @@ end
 -- in a worker, each pass over a row's pixels is one loop trace, no NYI, no
 -- abort, and no side trace starts inside the pass (no exit per pixel).
 function TestPool:testMandelbrotPassIsOneTraceInWorker()
-  local src = assert(io.open("examples/mandelbrot.lua")):read("*a")
-  local at = assert(src:find("\npar%.cdef [^\n]*\n.-\nlocal function rows%("))
-  local body = src:match("\npar%.cdef [^\n]*\n.-\nlocal function rows%(.-\nend\n", at)
-  local first = select(2, src:sub(1, at):gsub("\n", ""))   -- body's first line (empty) in the file
+  local rows, src = util.mandelbrot_rows()
   local pass, last
-  local line = first - 1
-  for l in (body .. "\n"):gmatch("([^\n]*)\n") do
+  local line = 0
+  for l in src:gmatch("([^\n]*)\n") do
     line = line + 1
     if not pass and l:find("for k = 0, m - 1 do", 1, true) then pass = line end
     if l:find("keep the pixel while", 1, true) then last = line end
   end
   lu.assertNotNil(pass); lu.assertNotNil(last)
-  local rows = assert(loadstring("local par = ...;" .. ("\n"):rep(first - 1) .. body .. "return rows",
-    "@mandelbrot.lua"))(par)
   local n = 300
   local buf = par.array("uint8_t", math.floor((n + 7) / 8) * n)
   local log = worker_jit_log(function(p) p:parallel_for(n, rows, buf, n) end)

@@ -62,6 +62,18 @@ function M.take_file(path)
   return text
 end
 
+-- The kernel of examples/mandelbrot.lua (its par.cdef and rows()), loaded
+-- with the file's line numbers as chunk "@mandelbrot.lua"; returns rows and
+-- the file's text. The pool test and `make bench` run exactly this code.
+function M.mandelbrot_rows()
+  local src = assert(io.open("examples/mandelbrot.lua")):read("*a")
+  local at = assert(src:find("\npar%.cdef [^\n]*\n.-\nlocal function rows%("))
+  local body = src:match("\npar%.cdef [^\n]*\n.-\nlocal function rows%(.-\nend\n", at)
+  local before = select(2, src:sub(1, at - 1):gsub("\n", ""))   -- lines before body's "\n"
+  local chunk = "local par = ...;" .. ("\n"):rep(before) .. body .. "return rows"
+  return assert(loadstring(chunk, "@mandelbrot.lua"))(par), src
+end
+
 -- Run fn() with jit.v logging to a temporary file; returns the log text.
 -- Tests use it to check that a hot loop compiles (a "loop" trace, no NYI).
 function M.jit_log(fn)
