@@ -33,7 +33,6 @@ local pushv = ffi.new("ffipar_value")
 local popv = ffi.new("ffipar_value")
 local chp = ffi.new("ffipar_channel *[1]")
 
--- Timeout check inlined for the hot paths: nil -> forever.
 local kinds = {}        -- handle ctype id -> kind of a typed channel (nil: untyped)
 
 local function kind_of(h)
