@@ -182,3 +182,85 @@ function TestShm:testNewStructFieldAccessCompiles()
   util.assert_compiles(lu, log)
   lu.assertEquals(tonumber(st.hits), 10000)
 end
+
+-- A type name unique to this run of a test (par.cdef cannot redefine one).
+local late_n = 0
+local function late_name()
+  late_n = late_n + 1
+  return ("test_late%d_%d_t"):format(late_n, math.random(1e9))
+end
+
+-- fn(name) runs in a worker that started before `name` was declared and
+-- received nothing since (it waits on a semaphore, which carries no value).
+local function in_running_worker(start)
+  local name = late_name()
+  local go = par.semaphore(0)
+  local t = start(function(go, name)
+    local par = require "ffipar"
+    assert(go:acquire(10))
+    local a = par.array(name, 3)
+    a[2].v = 7
+    local p = par.new(name, { 5 })
+    local ch = par.channel(2, name)
+    assert(ch:push(p))
+    par.cdef(("typedef struct { %s inner; } %s_outer_t;"):format(name, name))  -- uses it
+    return a[2].v + p.v + ch:pop().v, ffi.sizeof(name .. "_outer_t")
+  end, go, name)
+  par.sleep(0.05)                      -- let the task start waiting
+  par.cdef(("typedef struct { int32_t v; } %s;"):format(name))
+  go:release()
+  return t
+end
+
+function TestShm:testCdefAfterSpawnKnownByNameInRunningWorker()
+  local t = in_running_worker(par.spawn)
+  lu.assertEquals({ t:join(10) }, { true, 17, 4 })
+end
+
+function TestShm:testCdefAfterPoolStartKnownByNameInRunningTask()
+  local pool = par.pool(1)
+  lu.assertTrue(pool:submit(function() return 1 end):join(10))   -- the worker runs
+  local f = in_running_worker(function(...) return pool:submit(...) end)
+  lu.assertEquals({ f:join(10) }, { true, 17, 4 })
+  pool:close()
+end
+
+-- A type declared with plain ffi.cdef is unknown to other threads: an
+-- array of it is refused at the sender's line, and nothing leaks.
+function TestShm:testArrayOfFfiCdefTypeRefusedAtCallerWithoutLeak()
+  local name = late_name()
+  ffi.cdef(("typedef struct { double x[1000]; } %s;"):format(name))
+  local before = util.settled_live()
+  for _ = 1, 5 do
+    local a = par.array(name, 100)
+    local ok, err = pcall(function()
+      local t = par.spawn(function(a) return #a end, a)   -- not a tail call: keeps the line
+      return t
+    end)
+    lu.assertFalse(ok)
+    lu.assertStrContains(err, "test_shm.lua:")          -- the caller's line
+    lu.assertStrContains(err, ("ffipar.spawn: argument #2 is a par.array of '%s'"):format(name))
+    lu.assertStrContains(err, "declare it with par.cdef")
+    local ch = par.channel(4)
+    lu.assertErrorMsgContains("declare it with par.cdef", ch.push, ch, par.new(name))
+  end
+  lu.assertEquals(util.settled_live(), before)
+end
+
+-- A par.cdef'd type built on an ffi.cdef'd one passes the sender's check
+-- but fails in the worker: a clear error there, and no reference leaked.
+function TestShm:testUnknownTypeInReceiverIsClearAndDoesNotLeak()
+  local base = late_name()
+  ffi.cdef(("typedef struct { double x[1000]; } %s;"):format(base))
+  local name = late_name()
+  par.cdef(("typedef %s %s;"):format(base, name))
+  local before = util.settled_live()
+  for _ = 1, 5 do
+    local a = par.array(name, 100)
+    local ok, err = par.spawn(function(a) return #a end, a):join(10)
+    lu.assertFalse(ok)
+    lu.assertStrContains(err, ("received a par.array of '%s'"):format(name))
+    lu.assertStrContains(err, "declare it with par.cdef")
+  end
+  lu.assertEquals(util.settled_live(), before)
+end

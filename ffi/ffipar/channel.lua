@@ -284,6 +284,7 @@ end
 
 -- Resolve a ctype argument to (ctype, a name every state can resolve).
 local function resolve(ctype)
+  codec.sync_cdefs()        -- a par.cdef made since this worker started
   local name = ctype
   if type(ctype) == "cdata" then
     name = tostring(ctype):match("^ctype<(.*)>$")

@@ -43,6 +43,10 @@ function M.conv_cdata(v, ctx)
     modname = by_ctid[tonumber(ffi.typeof(v))]
     if modname then obj, params = require("ffipar." .. modname).to_wire(v) end
   end
+  if modname == "shm" then
+    local why = require("ffipar.shm").cannot_cross(params)
+    if why then error(wire.where(ctx) .. " " .. why, 0) end
+  end
   if modname then
     ctx.marked = true
     local objs = ctx.objs

@@ -11,15 +11,28 @@ local M = {}
 
 local applied = {}          -- declaration text -> true, in this state
 
+-- The words of every par.cdef declaration, and the words a fresh state
+-- knows: a type name made only of these can be resolved in every state.
+local words = {}
+for w in ([[struct union enum const volatile signed unsigned char short int long float double
+  void bool _Bool complex _Complex int8_t int16_t int32_t int64_t uint8_t uint16_t uint32_t
+  uint64_t intptr_t uintptr_t ptrdiff_t size_t ssize_t wchar_t va_list __int64
+  __builtin_va_list]]):gmatch("[%w_]+") do words[w] = true end
+local function learn(text)
+  for w in text:gmatch("[%a_][%w_]*") do words[w] = true end
+end
+
 --- Declare C types in this state and in every worker (now and later).
 function M.cdef(decl)
   if type(decl) ~= "string" then
     lib.argerror("ffipar.cdef", "declaration must be a string, got " .. type(decl))
   end
+  codec.sync_cdefs()        -- others' declarations first: decl may use them
   if applied[decl] then return end
   local ok, err = pcall(ffi.cdef, decl)
   if not ok then lib.argerror("ffipar.cdef", tostring(err)) end
   applied[decl] = true
+  learn(decl)
   local rc = C.ffipar_cdef_add(decl, #decl)
   if rc < 0 then error("ffipar.cdef: " .. select(2, lib.fail(rc)), 2) end
 end
@@ -31,6 +44,7 @@ function M.replay(from, to)
     local text = ffi.string(p, lib.lenp[0])
     if not applied[text] then
       applied[text] = true
+      learn(text)
       pcall(ffi.cdef, text)   -- a clash with this state's own types shows up on use
     end
   end
@@ -41,6 +55,7 @@ local MAX_BYTES = 2^46
 
 -- Resolve a ctype argument to (ctype, name that every state can resolve).
 local function resolve(ctype, fname)
+  codec.sync_cdefs()        -- a par.cdef made since this worker started
   local name = ctype
   if type(ctype) == "cdata" then
     name = tostring(ctype):match("^ctype<(.*)>$")
@@ -182,9 +197,34 @@ function M.to_wire(a)
   return a.obj, { t = "array", elem = info.elem, n = a.n, checked = info.checked, name = names[a] }
 end
 
+local function what(params)
+  return ("%s of '%s'"):format(params.t == "new" and "par.new value" or "par.array",
+    params.ct or params.elem)
+end
+
+-- Why a handle cannot cross (its type is unknown to other states), or nil.
+-- codec asks before it sends one, so the error is at the sender's line.
+local portable = {}         -- type names found portable (words only grow)
+function M.cannot_cross(params)
+  local name = params.ct or params.elem
+  if portable[name] then return nil end
+  codec.sync_cdefs()
+  for w in name:gmatch("[%a_][%w_]*") do
+    if not words[w] then
+      return ("is a %s, a type other threads do not know ('%s' was not declared with "
+        .. "par.cdef): declare it with par.cdef, not ffi.cdef"):format(what(params), w)
+    end
+  end
+  portable[name] = true
+end
+
 function M.from_wire(obj, params)
+  local ok, elem = pcall(ffi.typeof, params.ct or params.elem)
+  if not ok then            -- no reference taken yet: the message still owns it
+    error(("ffipar: received a %s, a type this thread does not know (declare it with "
+      .. "par.cdef, not ffi.cdef): %s"):format(what(params), elem), 0)
+  end
   C.ffipar_obj_retain(obj)
-  local elem = ffi.typeof(params.ct or params.elem)
   if params.t == "new" then
     local p = ffi.cast(ffi.typeof("$ *", elem), C.ffipar_shm_data(obj))
     p = ffi.gc(p, function() C.ffipar_obj_release(obj) end)
