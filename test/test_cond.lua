@@ -152,3 +152,18 @@ function TestCond:testHandleCrossesAndNoLeak()
   cv, back = nil, nil
   lu.assertEquals(util.settled_live(), before)
 end
+
+-- cv:wait checks the holder per pool task: a later task on the same worker
+-- does not hold the mutex an earlier task left locked.
+function TestCond:testPoolTaskDoesNotInheritHolder()
+  local pool = par.pool(1)
+  local m, cv = par.mutex(), par.cond()
+  lu.assertTrue(pool:submit(function(m) assert(m:lock(1)) end, m):join(10))
+  local ok, err = pool:submit(function(m, cv)
+    local ok, err = pcall(cv.wait, cv, m, 0.05)
+    return err
+  end, m, cv):join(10)
+  lu.assertTrue(ok)
+  lu.assertStrContains(err, "cv:wait: the mutex is not locked by this thread")
+  pool:close()
+end

@@ -283,3 +283,14 @@ function TestGate:testHotPathCompiles()
   lu.assertNotStrContains(text, "abort")
   lu.assertEquals(g:stats().entries, 2000)
 end
+
+-- Each pool task is a thread of its own: a later task on the same worker
+-- does not share the exclusive (private) color of an earlier one.
+function TestGate:testPoolTasksHaveTheirOwnPrivateColor()
+  local pool = par.pool(1)
+  local g = par.gate()
+  lu.assertTrue(pool:submit(function(g) assert(g:enter(nil, 1)) end, g):join(10))  -- never leaves
+  lu.assertEquals({ pool:submit(function(g) return g:enter(nil, 0.05) end, g):join(10) },
+    { true, nil, "timeout" })
+  pool:close()
+end

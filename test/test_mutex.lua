@@ -244,3 +244,25 @@ function TestMutex:testCRefusesSelfZero()
   lu.assertTrue(m:trylock())
   m:unlock()
 end
+
+-- A pool worker's state runs many tasks, each its own thread: a mutex that
+-- task A left locked is held by A, not by the next task on the same worker.
+function TestMutex:testPoolTasksAreDifferentHolders()
+  local pool = par.pool(1)
+  local m = par.mutex()
+  local ok, a_id = pool:submit(function(m) assert(m:lock(1)); return require("ffipar").id() end, m):join(10)
+  lu.assertTrue(ok)
+  local ok2, r1, r2, r3, b_id = pool:submit(function(m)
+    local r1, r2 = m:lock(0.05)                          -- held by A: times out
+    local r3 = select(2, pcall(m.unlock, m))             -- not B's to unlock
+    return r1, r2, r3, require("ffipar").id()
+  end, m):join(10)
+  lu.assertTrue(ok2)
+  lu.assertNotEquals(b_id, a_id)
+  lu.assertEquals({ r1, r2 }, { nil, "timeout" })
+  lu.assertStrContains(r3, ("m:unlock: the mutex is not locked by this thread (worker %d); held by worker %d")
+    :format(b_id, a_id))
+  lu.assertStrContains(tostring(m), "held by worker " .. a_id)
+  lu.assertFalse(m:trylock())
+  pool:close()
+end

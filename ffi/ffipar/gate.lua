@@ -24,8 +24,10 @@ local floor = math.floor
 local out = ffi.new("ffipar_gate *[1]")
 local statsbuf = ffi.new("int64_t[8]")
 
--- This state's private color (per OS thread in C; one state per thread).
+-- This task's private color (per OS thread in C, forgotten after each
+-- task; ffipar.worker calls new_task() before the next in a pool worker).
 local private
+function M.new_task() private = nil end
 -- String colors already looked up in this state.
 local strcolors = {}
 

@@ -28,15 +28,17 @@ local function holder(m)
   return id < 0 and "nobody" or lib.thread_name(id)
 end
 
--- This state's key for the holder check, ffipar_self_id() + 1, read on
--- first use: a Lua state only ever runs as one thread (the main thread or
--- one worker), and the C side need not look its thread-local up each time.
+-- This task's key for the holder check, ffipar_self_id() + 1, read on
+-- first use, so the C side need not look its thread-local up each time. A
+-- spawned worker's state runs one task; a pool worker's state runs many,
+-- each with an id of its own: ffipar.worker calls new_task() before each.
 local me
 local function self_key()
   me = C.ffipar_self_id() + 1
   return me
 end
 M.self_key = function() return me or self_key() end
+M.new_task = function() me = nil end
 
 local mutex = {}
 

@@ -21,7 +21,17 @@ end
 -- state runs many tasks and loads each task function once.
 local fncache = { fns = {}, size = 0 }
 
+-- A pool worker's state runs many tasks, each a thread of its own: forget
+-- what the modules cached about the previous one (the mutex holder key, the
+-- gate's private color). Only modules this state loaded.
+local function new_task()
+  local loaded = package.loaded
+  if loaded["ffipar.mutex"] then loaded["ffipar.mutex"].new_task() end
+  if loaded["ffipar.gate"] then loaded["ffipar.gate"].new_task() end
+end
+
 local function call(t, data)
+  new_task()
   local r
   if data then
     r = wire.decode(data, nil, nil, fncache)
