@@ -95,7 +95,9 @@ int  ffipar_thread_new(ffipar_thread **out, ffipar_msg *payload,
 /* For the worker itself: its payload (owned by the thread; do not free). */
 ffipar_msg *ffipar_thread_payload(ffipar_thread *t);
 /* For the worker itself: record success with results (takes ownership), or
-** failure with a message (copied). Called at most once, before returning. */
+** failure with a message (copied). Called at most once, before returning;
+** a worker whose error value is not a string calls both: the results
+** message then holds the error value and the traceback. */
 void ffipar_thread_succeed(ffipar_thread *t, ffipar_msg *results);
 void ffipar_thread_fail(ffipar_thread *t, const char *err, size_t len);
 /* Wait until the worker has finished and closed its state. FFIPAR_OK,

@@ -49,10 +49,71 @@ function TestThread:testErrorCarriesWorkerTraceback()
   lu.assertEquals(t:status(), "failed")
 end
 
-function TestThread:testNonStringErrorValue()
-  local ok, err = par.spawn(function() error({ code = 1 }) end):join(10)
+function TestThread:testTableErrorStaysATableWithTraceback()
+  local t = par.spawn(function()
+    local function inner() error({ code = 7, why = { "nested" } }) end
+    inner()
+  end)
+  local ok, err, tb = t:join(10)
   lu.assertFalse(ok)
-  lu.assertStrContains(err, "table")
+  lu.assertEquals(err, { code = 7, why = { "nested" } })
+  lu.assertStrContains(tb, "stack traceback:")
+  lu.assertStrContains(tb, "in function 'inner'")
+  lu.assertEquals(t:status(), "failed")
+  lu.assertEquals({ t:join(10) }, { false, err, tb })       -- joins again alike
+end
+
+function TestThread:testOtherErrorValuesCrossLikeResults()
+  local a = par.array("int32_t", 1)
+  local function raised(fn, ...)
+    local ok, err, tb = par.spawn(fn, ...):join(10)
+    lu.assertFalse(ok)
+    lu.assertStrContains(tb, "stack traceback:")
+    return err
+  end
+  lu.assertEquals(raised(function() error(42, 0) end), 42)     -- as pcall gives it
+  lu.assertEquals(raised(function() error(false) end), false)
+  local back = raised(function(a) a[0] = 5; error({ array = a }) end, a)
+  lu.assertEquals(util.addr(back.array:ptr()), util.addr(a:ptr()))
+  -- A value that cannot cross is described, with the traceback.
+  local err = raised(function() error({ co = coroutine.create(print) }) end)
+  lu.assertStrContains(err, "coroutine, which cannot cross")
+  lu.assertStrContains(err, "stack traceback:")
+end
+
+function TestThread:testStringErrorTracebackIsAlsoTheThirdValue()
+  local ok, err, tb = par.spawn(function() error("plain") end):join(10)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "plain")
+  lu.assertStrMatches(tb, "^stack traceback:.*")
+  lu.assertEquals(err:sub(-#tb), tb)
+end
+
+function TestThread:testTableErrorFromPoolTaskAndParallelFor()
+  local pool = par.pool(2)
+  local ok, err, tb = pool:submit(function() error({ code = 3 }) end):join(10)
+  lu.assertFalse(ok)
+  lu.assertEquals(err, { code = 3 })
+  lu.assertStrContains(tb, "stack traceback:")
+  local ok2, err2 = pcall(pool.parallel_for, pool, 10, function(lo) if lo == 0 then error({ at = lo }) end end)
+  lu.assertFalse(ok2)
+  lu.assertEquals(err2, { at = 0 })
+  pool:close()
+end
+
+-- Globals of the main script do not cross; the error says so.
+function TestThread:testMissingGlobalGetsAHint()
+  rawset(_G, "test_thread_helper", function() return 1 end)
+  local ok, err = par.spawn(function() return test_thread_helper() end):join(10)
+  rawset(_G, "test_thread_helper", nil)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "attempt to call global 'test_thread_helper' (a nil value)")
+  lu.assertStrContains(err, "'test_thread_helper' is a global of the spawning thread; globals do "
+    .. "not cross, make it a local or an upvalue")
+  lu.assertStrContains(err, "stack traceback:")
+  -- No hint for a name that is no global here either.
+  local _, err2 = par.spawn(function() return test_thread_nothing() end):join(10)
+  lu.assertNotStrContains(err2, "global of the spawning thread")
 end
 
 function TestThread:testJoinTimesOut()

@@ -33,8 +33,22 @@ local out = ffi.new("ffipar_thread *[1]")
 
 local thread = {}
 
---- Wait for the worker: true, results... | false, error with the worker's
--- traceback | nil, "cancelled" | nil, "timeout".
+-- A worker's error that names a global it does not have ("attempt to call
+-- global 'helper' (a nil value)") gets a hint when this state has one.
+local function global_hint(err)
+  local name = err:match("global '([%a_][%w_]*)' %(a nil value%)")
+  if not name or rawget(_G, name) == nil then return err end
+  local hint = ("'%s' is a global of the spawning thread; globals do not cross, make it "
+    .. "a local or an upvalue"):format(name)
+  local at = err:find("\nstack traceback:", 1, true)
+  if not at then return err .. "\n" .. hint end
+  return err:sub(1, at) .. hint .. err:sub(at)
+end
+
+--- Wait for the worker: true, results... | false, error, traceback | nil,
+-- "cancelled" | nil, "timeout". A string error ends with the traceback
+-- too; any other error value comes back as it was raised (copied like
+-- results).
 function thread:join(timeout)
   if detached[self] then lib.argerror("t:join", "the thread is detached") end
   local rc = C.ffipar_thread_join(self, lib.timeout(timeout, "t:join"))
@@ -46,8 +60,15 @@ function thread:join(timeout)
   elseif st == 3 then
     return nil, "cancelled"
   end
+  local value = C.ffipar_thread_results(self)
+  if value ~= nil then                 -- an error value that is not a string
+    local r = codec.decode(value)
+    return false, r[1], r[2]
+  end
   local p = C.ffipar_thread_error(self, lib.lenp)
-  return false, ffi.string(p, lib.lenp[0])
+  local err = global_hint(ffi.string(p, lib.lenp[0]))
+  local at = err:find("\nstack traceback:", 1, true)
+  return false, err, at and err:sub(at + 1) or ""
 end
 
 --- "running" | "done" | "failed" | "cancelled".

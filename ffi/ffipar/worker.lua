@@ -42,18 +42,44 @@ local function call(t, data)
   return pack(r[1](unpack(r, 2, r.n)))
 end
 
--- The error handler: the worker's traceback, added once (an error that
--- already carries one, e.g. rethrown by a parallel loop, is left alone).
+-- The error handler: the worker's traceback, added once to a string error
+-- (one that already carries one, e.g. rethrown by a parallel loop, is left
+-- alone). Any other error value is kept as it is, boxed with the traceback.
+local boxed = setmetatable({}, { __mode = "k" })
 local function traceback(e)
-  if type(e) == "string" and e:find("\nstack traceback:", 1, true) then return e end
-  return debug.traceback(type(e) == "string" and e or tostring(e), 2)
+  if type(e) == "string" then
+    if e:find("\nstack traceback:", 1, true) then return e end
+    return debug.traceback(e, 2)
+  end
+  local box = { e, debug.traceback("", 2):sub(2) }
+  boxed[box] = true
+  return box
+end
+
+-- A non-string error value crosses like results: the message { value,
+-- traceback } goes to the shim (join returns false, value, traceback), and
+-- the text stays the error for whoever reads it as a string. A value that
+-- cannot cross is described instead.
+local function fail_with_value(t, box)
+  local e, tb = box[1], box[2]
+  local ok, buf, objs = pcall(wire.encode, "ffipar worker", "error value", 1, 1, e, tb)
+  if not ok then
+    return false, ("%s (%s)\n%s"):format(tostring(e), tostring(buf), tb)
+  end
+  local tp, C = thread_ptr(t)
+  C.ffipar_thread_succeed(tp, require("ffipar.codec").message(buf, objs, "ffipar worker", 1))
+  return false, tostring(e) .. "\n" .. tb
 end
 
 -- Returns true, result bytes | true (results already handed to the shim as
--- a message naming shared objects) | false, error with traceback.
+-- a message naming shared objects) | false, error with traceback (and for
+-- an error value that is not a string, the value handed over as results).
 function M.run(t, data)
   local ok, r = xpcall(call, traceback, t, data)
-  if not ok then return false, tostring(r) end
+  if not ok then
+    if boxed[r] then return fail_with_value(t, r) end
+    return false, tostring(r)
+  end
   local eok, buf, objs = pcall(wire.encode, "ffipar worker", "result", 1, 1, unpack(r, 1, r.n))
   if not eok then return false, tostring(buf) end
   if #objs == 0 then return true, buf:tostring() end
