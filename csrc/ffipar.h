@@ -103,6 +103,9 @@ void ffipar_thread_fail(ffipar_thread *t, const char *err, size_t len);
 /* Wait until the worker has finished and closed its state. FFIPAR_OK,
 ** _ETIMEOUT, or _ECANCELLED when the caller is a cancelled worker. */
 int  ffipar_thread_join(ffipar_thread *t, double timeout);
+/* Wait until the worker has finished, even when the caller is a cancelled
+** worker (a parallel call lets its chunks stop before it returns). */
+void ffipar_thread_wait(ffipar_thread *t);
 /* 0 running, 1 done, 2 failed, 3 failed after cancel was requested. */
 int  ffipar_thread_status(const ffipar_thread *t);
 const ffipar_msg *ffipar_thread_results(const ffipar_thread *t);

@@ -8,6 +8,9 @@
 */
 #include "shim.h"
 #include <sched.h>
+#include <unistd.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
@@ -340,6 +343,21 @@ int ffipar_thread_join(ffipar_thread *t, double timeout)
       if (atomic_load_explicit(&t->done, memory_order_acquire) == DONE) return FFIPAR_OK;
       return rc;
     }
+  }
+}
+
+void ffipar_thread_wait(ffipar_thread *t)
+{
+  for (;;) {
+    /* Acquire, as in ffipar_thread_join. */
+    uint32_t v = atomic_load_explicit(&t->done, memory_order_acquire);
+    if (v == DONE) return;
+    if (v == RUNNING &&
+        !atomic_compare_exchange_strong(&t->done, &v, WAITED))
+      continue;
+    /* Not futex_wait: that one returns at once in a cancelled worker. */
+    syscall(SYS_futex, (uint32_t *)&t->done, FUTEX_WAIT | FUTEX_PRIVATE_FLAG,
+            WAITED, NULL, NULL, 0);
   }
 }
 

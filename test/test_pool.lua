@@ -359,3 +359,43 @@ function TestPool:testNoLeaks()
   p, a = nil, nil
   lu.assertEquals(util.settled_live(), before)
 end
+
+-- A parallel call in a worker that is cancelled returns nil, "cancelled"
+-- once the pool's chunks have stopped (none still running), like every
+-- other blocking call.
+function TestPool:testParallelCallsInCancelledWorkerReturnCancelledAfterChunksStop()
+  for _, call in ipairs({ "parallel_for", "argmax", "map_reduce" }) do
+    local counts = par.array("int64_t", 2)        -- chunks started, chunks finished
+    local t = par.spawn(function(call, counts)
+      local par = require "ffipar"
+      local pool = par.pool(2)
+      local function item(i, counts)
+        par.atomics.add(counts:ptr(), 1)
+        local t0 = par.now()
+        while par.now() - t0 < 0.002 do end      -- busy, blind to the cancel
+        par.atomics.add(counts:ptr() + 1, 1)
+        return i
+      end
+      local r1, r2
+      if call == "parallel_for" then
+        r1, r2 = pool:parallel_for(2000, function(lo, hi, counts)
+          for i = lo, hi - 1 do item(i, counts) end
+        end, counts)
+      elseif call == "argmax" then
+        r1, r2 = pool:argmax(2000, item, counts)
+      else
+        r1, r2 = pool:map_reduce(2000, item, function(a, b) return a + b end, counts)
+      end
+      local started, finished = par.atomics.load(counts:ptr()), par.atomics.load(counts:ptr() + 1)
+      pool:close()
+      return r1, r2, started, finished
+    end, call, counts)
+    lu.assertTrue(util.wait_until(function() return par.atomics.load(counts:ptr()) > 0 end, 10))
+    t:cancel()
+    local ok, r1, r2, started, finished = t:join(20)
+    lu.assertTrue(ok, call .. ": " .. tostring(r1))
+    lu.assertEquals({ r1, r2 }, { nil, "cancelled" }, call)
+    lu.assertEquals(started, finished, call)           -- no chunk still running
+    lu.assertTrue(finished < 2000, call)               -- the others stopped claiming
+  end
+end

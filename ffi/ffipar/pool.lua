@@ -187,7 +187,9 @@ end
 -- Run `runner` on every worker over [0, n) as one parallel phase; returns
 -- the futures' results. The first error is raised (with the worker's
 -- traceback) after every worker has stopped. Errors about the arguments
--- name them as the caller's (fn is #2) at the caller's line.
+-- name them as the caller's (fn is #2) at the caller's line. A caller that
+-- is a cancelled worker stops the chunks, waits until they have stopped
+-- and gets nil.
 local function run_parallel(self, fname, n, fn, runner, ...)
   check_open(self, fname, 3)
   lib.count(n, fname, "n", 0, nil, 3)
@@ -208,7 +210,7 @@ local function run_parallel(self, fname, n, fn, runner, ...)
     end
     msgs[i] = msg
   end
-  local futures, results, first_err = {}, {}, nil
+  local futures, results, first_err, cancelled = {}, {}, nil, false
   shm.phase(function()
     for i = 1, self.n do
       local rc = C.ffipar_pool_submit(self.c, msgs[i], tout)   -- consumes msgs[i]
@@ -222,17 +224,27 @@ local function run_parallel(self, fname, n, fn, runner, ...)
     end
     for i = 1, #futures do
       local r = { futures[i]:join() }
+      if r[1] == nil and C.ffipar_self_cancelled() ~= 0 then
+        cancelled = true
+        C.ffipar_pool_abort(job:ptr())
+        for j = i, #futures do futures[j]:cancel() end
+        for j = i, #futures do C.ffipar_thread_wait(futures[j]) end
+        break
+      end
       if r[1] then results[#results + 1] = r
       elseif not first_err then first_err = r[2] end
     end
   end)
+  if cancelled then return nil end
   if first_err then error(first_err, 3) end
   return results
 end
 
 --- fn(lo, hi, ...) over chunks [lo, hi) covering [0, n), on every worker.
 function pool:parallel_for(n, fn, ...)
-  run_parallel(self, "pool:parallel_for", n, fn, run_chunks, ...)
+  if not run_parallel(self, "pool:parallel_for", n, fn, run_chunks, ...) then
+    return nil, "cancelled"
+  end
   return true
 end
 
@@ -241,6 +253,7 @@ end
 -- score is above -math.huge.
 function pool:argmax(n, score, ...)
   local results = run_parallel(self, "pool:argmax", n, score, argmax_chunks, ...)
+  if not results then return nil, "cancelled" end
   local best, at = -math.huge, nil
   for _, r in ipairs(results) do
     local s, i = r[2], r[3]
@@ -260,6 +273,7 @@ function pool:map_reduce(n, map, reduce, ...)
     lib.argerror("pool:map_reduce", "argument #3 must be a function, got " .. type(reduce))
   end
   local results = run_parallel(self, "pool:map_reduce", n, map, map_reduce_chunks, reduce, ...)
+  if not results then return nil, "cancelled" end
   local parts = {}
   for _, r in ipairs(results) do
     local m, los, vals = r[2], r[3], r[4]
