@@ -24,6 +24,9 @@ local where = {
   pool = "pool",
 }
 
+-- Public name -> module, for test/test_misuse.lua (every name must be in test/api.lua).
+M._where = where
+
 -- The concept modules, for the worker module cache.
 M._modules = {}
 do

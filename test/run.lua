@@ -11,7 +11,8 @@ local lu = require "luaunit"
 local preload = os.getenv("FFIPAR_SANITIZER") and os.getenv("LD_PRELOAD")
 if preload then
   local ffi = require "ffi"
-  ffi.cdef "int unsetenv(const char *name);"
+  ffi.cdef "int unsetenv(const char *name); int setenv(const char *, const char *, int);"
+  ffi.C.setenv("FFIPAR_PRELOAD", preload, 1)        -- for util.luajit()
   ffi.C.unsetenv("LD_PRELOAD")
 end
 

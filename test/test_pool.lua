@@ -168,7 +168,8 @@ function TestPool:testParallelForEmptyAndBadArguments()
     self.pool.parallel_for, self.pool, -1, print)
   lu.assertErrorMsgContains("pool:parallel_for: argument #2 must be a function",
     self.pool.parallel_for, self.pool, 3, 4)
-  lu.assertErrorMsgContains("call it as a method", self.pool.parallel_for, 3, print)
+  lu.assertErrorMsgContains("pool:parallel_for: expected a par.pool as self (use pool:method()), got 3",
+    self.pool.parallel_for, 3, print)
 end
 
 function TestPool:testArgmaxEqualsSerial()
@@ -229,7 +230,7 @@ function TestPool:testBadArgumentsReportedAtTheCall()
     { function() p:map_reduce(3, print, print, co) end, "pool:map_reduce: argument #4 is a coroutine" },
     { function() p:map_reduce(3, print, 5) end, "pool:map_reduce: argument #3 must be a function" },
     { function() p:map_reduce(-1, print, print) end, "pool:map_reduce: n must be an integer >= 0" },
-    { function() p.map_reduce(3, print, print) end, "pool:map_reduce: call it as a method" },
+    { function() p.map_reduce(3, print, print) end, "pool:map_reduce: expected a par.pool as self (use pool:method()), got 3" },
   }
   for _, c in ipairs(cases) do
     local e = err_of(c[1])

@@ -125,6 +125,14 @@ function M.addr(p)
   return tonumber(ffi.cast("intptr_t", p))
 end
 
+-- The command that starts a child luajit like this one (under `make asan`
+-- and `make tsan`, with the sanitizer's runtime preloaded: see run.lua).
+function M.luajit()
+  local exe = os.getenv("FFIPAR_LUAJIT") or (arg and arg[-1]) or "luajit"
+  local preload = os.getenv("FFIPAR_PRELOAD")
+  return preload and ("env LD_PRELOAD=" .. preload .. " " .. exe) or exe
+end
+
 -- True when the suite runs under a sanitizer (slower: scale loops down).
 M.sanitizer = os.getenv("FFIPAR_SANITIZER")
 function M.scale(n)

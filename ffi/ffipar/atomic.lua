@@ -25,10 +25,17 @@ local LIM64 = 2^63
 
 -- The slow path of an integer argument: an int64/uint64 cdata is fine,
 -- anything else that is not an integer in int64 range is refused.
+-- A uint64_t above INT64_MAX is refused: it would become a negative value.
+local INT64_MAX = 0x7FFFFFFFFFFFFFFFULL
+local function int64_cdata(v)
+  return type(v) == "cdata" and (istype(int64_t, v) or (istype(uint64_t, v) and v <= INT64_MAX))
+end
+
 local function int_arg(v, fname, i)
-  if type(v) == "cdata" and (istype(int64_t, v) or istype(uint64_t, v)) then return v end
+  if int64_cdata(v) then return v end
   if type(v) == "number" and v % 1 == 0 and v >= -LIM64 and v < LIM64 then return v end
-  lib.argerror(fname, ("argument #%d must be an integer, got %s"):format(i, tostring(v)), 3)
+  lib.argerror(fname, ("argument #%d must be an integer%s, got %s"):format(i,
+    type(v) == "cdata" and " in int64_t range" or "", lib.show(v)), 3)
 end
 
 local function bad_self(fname, v)
@@ -104,16 +111,19 @@ local out = ffi.new("ffipar_atomic *[1]")
 
 --- A shared int64_t holding init (default 0).
 function M.atomic(init)
-  if init == nil then init = 0 end
+  if type(init) == "nil" then init = 0 end
   if type(init) ~= "number" or init % 1 ~= 0 or init >= LIM64 or init < -LIM64 then
-    if not (type(init) == "cdata" and (istype(int64_t, init) or istype(uint64_t, init))) then
-      lib.argerror("ffipar.atomic", "initial value must be an integer, got " .. tostring(init))
+    if not int64_cdata(init) then
+      lib.argerror("ffipar.atomic", "initial value must be an integer"
+        .. (type(init) == "cdata" and " in int64_t range" or "") .. ", got " .. lib.show(init))
     end
   end
   local rc = C.ffipar_atomic_new(out, init)
   if rc ~= 0 then error("ffipar.atomic: " .. select(2, lib.fail(rc)), 2) end
   return lib.own(out[0])
 end
+
+M._methods = { atomic = atomic }
 
 function M.to_wire(a) return a end
 function M.from_wire(obj) return lib.adopt(obj, "ffipar_atomic *") end
@@ -135,8 +145,9 @@ local function bad_ptr(fname, p)
     .. "(e.g. a:ptr() + i), got " .. what, 3)
 end
 
+-- Called from i32_arg & co., called from the function the user called.
 local function bad_value(fname, i, v, what)
-  lib.argerror(fname, ("argument #%d must be %s, got %s"):format(i, what, tostring(v)), 3)
+  lib.argerror(fname, ("argument #%d must be %s, got %s"):format(i, what, lib.show(v)), 4)
 end
 
 -- Value checks per cell type; `i` is the argument number for messages.
@@ -149,8 +160,8 @@ end
 
 local function i64_arg(v, fname, i)
   if type(v) ~= "number" or v % 1 ~= 0 or v >= LIM64 or v < -LIM64 then
-    if type(v) == "cdata" and (istype(int64_t, v) or istype(uint64_t, v)) then return v end
-    bad_value(fname, i, v, "an integer")
+    if int64_cdata(v) then return v end
+    bad_value(fname, i, v, type(v) == "cdata" and "an integer in int64_t range" or "an integer")
   end
   return v
 end

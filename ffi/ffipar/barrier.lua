@@ -56,6 +56,8 @@ function M.barrier(n)
   return lib.own(out[0])
 end
 
+M._methods = { barrier = barrier }
+
 function M.to_wire(b) return b end
 function M.from_wire(obj) return lib.adopt(obj, "ffipar_barrier *") end
 

@@ -14,6 +14,7 @@
 local ffi = require "ffi"
 local lib = require "ffipar.lib"
 local codec = require "ffipar.codec"
+local shm = require "ffipar.shm"
 local C = lib.C
 lib.declare("channel")
 
@@ -35,6 +36,14 @@ local chp = ffi.new("ffipar_channel *[1]")
 
 local kinds = {}        -- handle ctype id -> kind of a typed channel (nil: untyped)
 
+-- A value for a message: a cdata by its type's name (see shm.ctype_name).
+local function describe(v)
+  if type(v) ~= "cdata" then return type(v) end
+  if shm.array_span(v) then return (tostring(v):match("^[^:]*")) end
+  local what = shm.ctype_name(ffi.typeof(v))
+  return v == nil and ("a NULL " .. what) or what
+end
+
 local function kind_of(h)
   return kinds[tonumber(ffi.typeof(h))]
 end
@@ -46,14 +55,27 @@ local function handle_tostring(h)
     C.ffipar_channel_closed(h.c) ~= 0 and " closed" or "")
 end
 
+local untyped_ct         -- the handle ctype of untyped channels
+
+local function bad_self(fname, v)
+  lib.bad_self(fname, "channel", "ch", v)
+end
+
+-- Check self in a method every channel has (not on a hot path).
+local function check(h, fname)
+  if type(h) ~= "cdata" or not (ffi_istype(untyped_ct, h) or kind_of(h)) then
+    lib.bad_self(fname, "channel", "ch", h)
+  end
+end
+
 -- Methods every channel has.
 local function common(m)
   --- Close: pushes fail with "closed", pops drain then fail. Idempotent.
-  function m.close(h) C.ffipar_channel_close(h.c) end
+  function m.close(h) check(h, "ch:close"); C.ffipar_channel_close(h.c) end
   --- True once closed (items may still be queued).
-  function m.closed(h) return C.ffipar_channel_closed(h.c) ~= 0 end
+  function m.closed(h) check(h, "ch:closed"); return C.ffipar_channel_closed(h.c) ~= 0 end
   --- The capacity.
-  function m.cap(h) return tonumber(C.ffipar_channel_cap(h.c)) end
+  function m.cap(h) check(h, "ch:cap"); return tonumber(C.ffipar_channel_cap(h.c)) end
   local function nxt(h)
     local v, err = m.pop(h)
     if v == nil and err ~= "closed" then
@@ -62,7 +84,7 @@ local function common(m)
     return v
   end
   --- for v in ch:iter() do ... end: pops until closed and drained.
-  function m.iter(h) return nxt, h end
+  function m.iter(h) check(h, "ch:iter"); return nxt, h end
   return m
 end
 
@@ -98,6 +120,7 @@ end
 --- Push v, waiting for room up to timeout seconds (nil: forever).
 -- true | nil, "timeout" | "closed" | "cancelled".
 function untyped.push(h, v, timeout)
+  if not ffi_istype(untyped_ct, h) then bad_self("ch:push", h) end
   local t = lib.timeout(timeout, "ch:push")
   local msg = fill(v, "ch:push")
   local rc = C.ffipar_channel_push(h.c, pushv, t)
@@ -123,6 +146,7 @@ end
 --- Pop a value, waiting up to timeout seconds (nil: forever).
 -- v | nil, "timeout" | "closed" (closed and drained) | "cancelled".
 function untyped.pop(h, timeout)
+  if not ffi_istype(untyped_ct, h) then bad_self("ch:pop", h) end
   local rc = C.ffipar_channel_pop(h.c, popv, lib.timeout(timeout, "ch:pop"))
   if rc ~= 0 then return fail(rc) end
   return unpack_value(popv)
@@ -142,7 +166,7 @@ local function handle_ctype(m)
   return ct
 end
 
-local untyped_ct = handle_ctype(untyped)
+untyped_ct = handle_ctype(untyped)
 
 ---- typed channels ----
 
@@ -152,7 +176,11 @@ local function scalar(elem)
   local ok, info = pcall(function()
     local t = ffi.typeof("$ [1]", elem)
     local a = t()
-    return type(a[0]) ~= "cdata" or ffi.istype("int64_t", a[0]) or ffi.istype("uint64_t", a[0])
+    local v = a[0]
+    if type(v) ~= "cdata" or ffi.istype("int64_t", v) or ffi.istype("uint64_t", v) then
+      return type(v) == "boolean" and "boolean" or "number"
+    end
+    return false
   end)
   return ok and info
 end
@@ -169,36 +197,50 @@ local function typed_kind(name, elem)
   local cin, cout = one_t(), one_t()
   local m = {}
   local pname = "ch:push"
+  local ct                -- this kind's handle ctype (made below)
 
   -- Push one item: a cdata of the ctype (copied), or anything that
   -- initializes one (a number for scalars, a table for structs).
   local function assign(v) cin[0] = v end
-  -- Convert a non-cdata item into cin (kept out of push: no closure, no
-  -- pcall on the compiled path).
+  -- Convert an item that is not a cdata of the ctype into cin (kept out
+  -- of push: no closure, no pcall on the compiled path).
   local function convert(v)
-    if v == nil then lib.argerror(pname, "cannot push nil", 3) end
-    if v ~= nil and ffi_istype(ptr_t, v) then cin[0] = v[0]; return end
+    if type(v) == "nil" then lib.argerror(pname, "cannot push nil", 3) end
+    if ffi_istype(ptr_t, v) then
+      if v == nil then lib.argerror(pname, ("expected %s, got a NULL pointer"):format(name), 3) end
+      cin[0] = v[0]
+      return
+    end
+    local tv = type(v)
     if is_scalar then
-      if type(v) ~= "number" and type(v) ~= "cdata" then
-        lib.argerror(pname, ("expected %s, got %s"):format(name, type(v)), 3)
+      -- numbers (and int64 cdata) for number types, booleans for bool
+      if tv ~= is_scalar and not (is_scalar == "number" and tv == "cdata" and
+          (ffi_istype("int64_t", v) or ffi_istype("uint64_t", v))) then
+        lib.argerror(pname, ("expected %s, got %s"):format(name, describe(v)), 3)
       end
+    elseif tv ~= "table" then
+      -- a struct: a cdata of another type is refused by name, not by ffi's
+      -- conversion message (which names anonymous structs by number)
+      lib.argerror(pname, ("expected %s (a %s cdata, a pointer to one or a table that "
+        .. "initializes one), got %s"):format(name, name, describe(v)), 3)
     end
     local ok, err = pcall(assign, v)
     if not ok then
-      lib.argerror(pname, ("expected %s (or a value that initializes one), got %s: %s")
-        :format(name, type(v) == "cdata" and tostring(ffi.typeof(v)) or type(v), err), 3)
+      lib.argerror(pname, ("expected %s, got %s that does not initialize one (%s)")
+        :format(name, describe(v), tostring(err):gsub("^.-:%d+: ", "")), 3)
     end
   end
 
   -- Push one item: a cdata of the ctype (copied), or anything that
   -- initializes one (a number for scalars, a table for structs).
   function m.push(h, v, timeout)
+    if not ffi_istype(ct, h) then bad_self("ch:push", h) end
     local t = lib.timeout(timeout, pname)
     local rc
     if ffi_istype(elem, v) then
       rc = C.ffipar_channel_push(h.c, v, t)
     else
-      if is_scalar and type(v) == "number" then cin[0] = v else convert(v) end
+      if type(v) == is_scalar then cin[0] = v else convert(v) end
       rc = C.ffipar_channel_push(h.c, cin, t)
     end
     if rc ~= 0 then return fail(rc) end
@@ -208,10 +250,12 @@ local function typed_kind(name, elem)
   -- Pop one item: a fresh cdata of the ctype (a number for number
   -- scalars), or, given `into` (a cdata of the ctype), filled in place.
   function m.pop(h, timeout, into)
+    if not ffi_istype(ct, h) then bad_self("ch:pop", h) end
     local t = lib.timeout(timeout, "ch:pop")
-    if into ~= nil then
+    if type(into) ~= "nil" then
       if not ffi_istype(elem, into) then
-        lib.argerror("ch:pop", ("argument 'into' must be a %s cdata, got %s"):format(name, type(into)), 2)
+        lib.argerror("ch:pop", ("argument #2 (into) must be a %s cdata, got %s"):format(name,
+          describe(into)), 2)
       end
       local rc = C.ffipar_channel_pop(h.c, into, t)
       if rc ~= 0 then return fail(rc) end
@@ -228,31 +272,54 @@ local function typed_kind(name, elem)
     return r
   end
 
-  -- The element pointer and length of a cdata array of the ctype or a
-  -- par.array of it (a bare pointer has no known length).
-  local function base_slow(a, fname)
-    local ok, p, len = pcall(function()
-      if a.ptr then return ffi.cast(ptr_t, a:ptr()), #a end
-      return ffi.cast(ptr_t, a), ffi.sizeof(a) / size
-    end)
-    if not ok or not ffi_istype(ptr_t, p) then
-      lib.argerror(fname, ("expected an array of %s (cdata or par.array), got %s")
-        :format(name, type(a) == "cdata" and tostring(ffi.typeof(a)) or type(a)), 4)
+  -- Element counts of fixed-size cdata arrays of the ctype (double[8]), by
+  -- ctype id; false for any other ctype.
+  local fixed = {}
+  local function fixed_len(a)
+    local id = tonumber(ffi.typeof(a))
+    local len = fixed[id]
+    if len == nil then
+      len = false
+      local bytes = ffi.sizeof(a)
+      if bytes and bytes % size == 0 then
+        local ok, t = pcall(ffi.typeof, "$ [$]", elem, bytes / size)
+        if ok and tonumber(t) == id then len = bytes / size end
+      end
+      fixed[id] = len
     end
-    return p, len
+    return len
+  end
+  -- The element pointer and length (nil: unknown) of an array argument:
+  -- a cdata array of the ctype (double[?], double[8]), a pointer to it
+  -- (trusted for its length) or a par.array of it. Anything else, a NULL
+  -- pointer and arrays of another type are refused.
+  local function base_slow(a, fname)
+    if type(a) == "cdata" then
+      local p, len = shm.array_span(a)
+      if p then
+        if ffi_istype(ptr_t, p) then return p, len end
+      elseif a ~= nil then
+        len = fixed_len(a)
+        if len then return a, len end
+      end
+    end
+    lib.argerror(fname, ("expected an array of %s (a cdata array, a pointer or a "
+      .. "par.array of %s), got %s"):format(name, name, describe(a)), 4)
   end
   local function span(a, n, lo, fname)
     local p, len
     if ffi_istype(arr_t, a) then p, len = a, ffi.sizeof(a) / size
-    elseif ffi_istype(ptr_t, a) then p = a
+    elseif ffi_istype(ptr_t, a) and a ~= nil then p = a
     else p, len = base_slow(a, fname) end
-    lo = lo or 0
     if type(n) ~= "number" or n < 1 or n % 1 ~= 0 or n > 2^31 - 1 then
       lib.argerror(fname, "count must be an integer >= 1, got " .. tostring(n), 3)
     end
-    if type(lo) ~= "number" or lo < 0 or lo % 1 ~= 0 or (len and lo + n > len) then
-      lib.argerror(fname, ("items [%s, %s) are outside the array of %s"):format(
-        tostring(lo), tostring(lo) .. "+" .. n, tostring(len)), 3)
+    if type(lo) == "nil" then lo = 0
+    elseif type(lo) ~= "number" or lo < 0 or lo % 1 ~= 0 then
+      lib.argerror(fname, "lo must be an integer >= 0 or nil, got " .. lib.show(lo), 3)
+    end
+    if len and lo + n > len then
+      lib.argerror(fname, ("items [%d, %d) are outside the array of %d"):format(lo, lo + n, len), 3)
     end
     return ffi.cast(ptr_t, p) + lo
   end
@@ -260,6 +327,7 @@ local function typed_kind(name, elem)
   --- Push n items a[lo .. lo+n-1] of an array of the ctype (a cdata array,
   -- pointer or par.array); waits only for the first; returns how many went in.
   function m.push_many(h, a, n, timeout, lo)
+    if not ffi_istype(ct, h) then bad_self("ch:push_many", h) end
     local t = lib.timeout(timeout, "ch:push_many")
     local rc = C.ffipar_channel_push_many(h.c, span(a, n, lo, "ch:push_many"), n, t)
     if rc < 0 then return fail(rc) end
@@ -268,13 +336,14 @@ local function typed_kind(name, elem)
 
   --- Pop up to n items into a[lo ...]; waits only for the first; returns how many.
   function m.pop_many(h, a, n, timeout, lo)
+    if not ffi_istype(ct, h) then bad_self("ch:pop_many", h) end
     local t = lib.timeout(timeout, "ch:pop_many")
     local rc = C.ffipar_channel_pop_many(h.c, span(a, n, lo, "ch:pop_many"), n, t)
     if rc < 0 then return fail(rc) end
     return rc
   end
 
-  local ct = handle_ctype(m)
+  ct = handle_ctype(m)
   k = { ct = ct, elem = elem, name = name, size = size, align = align,
         scalar = is_scalar, methods = m, arr = arr_t }
   typed[name] = k
@@ -287,7 +356,7 @@ local function resolve(ctype)
   codec.sync_cdefs()        -- a par.cdef made since this worker started
   local name = ctype
   if type(ctype) == "cdata" then
-    name = tostring(ctype):match("^ctype<(.*)>$")
+    name = tostring(ctype):match("^ctype<(.*)>$") and shm.ctype_name(ctype)
     if name and (name:match("^struct %d+$") or name:match("^union %d+$")) then name = nil end
   end
   if type(name) ~= "string" then
@@ -320,9 +389,18 @@ end
 function M.channel(cap, ctype)
   lib.count(cap, "ffipar.channel", "capacity", 1, 2^24, 2)
   local kind
-  if ctype ~= nil then
+  if type(ctype) ~= "nil" then
     local elem, name = resolve(ctype)
     kind = typed_kind(name, elem)
+    if kind.size > 2^20 then
+      lib.argerror("ffipar.channel", ("'%s' items are %d bytes; a channel's items are limited to "
+        .. "1 MiB (send a par.array or par.new handle through an untyped channel instead)")
+        :format(name, kind.size))
+    end
+    if kind.align > 64 then
+      lib.argerror("ffipar.channel", ("'%s' is aligned to %d bytes; a channel's items may be "
+        .. "aligned to at most 64"):format(name, kind.align))
+    end
   end
   local rc = C.ffipar_channel_new(chp, cap, kind and kind.size or 0, kind and kind.align or 8,
     kind and 0 or 1)
@@ -334,6 +412,9 @@ function M.channel(cap, ctype)
   if rc ~= 0 then error("ffipar.channel: " .. select(2, lib.fail(rc)), 2) end
   return wrap(chp[0], kind)
 end
+
+M._methods = { channel = untyped }
+M._typed = typed         -- element name -> kind; kind.methods: a typed channel's methods
 
 ---- crossing into other states ----
 

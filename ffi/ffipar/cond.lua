@@ -68,6 +68,8 @@ function M.cond()
   return lib.own(out[0])
 end
 
+M._methods = { cond = cond }
+
 function M.to_wire(c) return c end
 function M.from_wire(obj) return lib.adopt(obj, "ffipar_cond *") end
 

@@ -23,6 +23,12 @@ local floor = math.floor
 
 local out = ffi.new("ffipar_gate *[1]")
 local statsbuf = ffi.new("int64_t[8]")
+local istype = ffi.istype
+local gate_p = ffi.typeof("struct ffipar_gate *")
+
+local function bad_self(fname, v)
+  lib.bad_self(fname, "gate", "g", v)
+end
 
 -- This task's private color (per OS thread in C, forgotten after each
 -- task; ffipar.worker calls new_task() before the next in a pool worker).
@@ -54,7 +60,7 @@ end
 
 -- Resolve a color argument; slow cases out of line so enter stays small.
 local function resolve(color, fname)
-  if color == nil then
+  if type(color) == "nil" then
     if not private then private = C.ffipar_gate_private_color() end
     return private
   elseif type(color) == "string" then
@@ -81,12 +87,13 @@ local gate = {}
 -- timeout seconds (nil forever, 0 try once). true | nil, "timeout" |
 -- nil, "cancelled". Entering again with the same color nests.
 function gate:enter(color, timeout)
+  if not istype(gate_p, self) or self == nil then bad_self("g:enter", self) end
   local c = color
   if type(c) ~= "number" or c < 0 or c >= INT_LIMIT or c ~= floor(c) then
     c = resolve(color, "g:enter")
   end
   local t = -1
-  if timeout ~= nil then t = lib.timeout(timeout, "g:enter") end
+  if type(timeout) ~= "nil" then t = lib.timeout(timeout, "g:enter") end
   local rc = C.ffipar_gate_enter(self, c, t)
   if rc == 0 then return true end
   local v, err = enter_failed(self, rc, "g:enter")   -- not a tail call: error levels
@@ -95,6 +102,7 @@ end
 
 --- Leave one level of nesting. Raises when this thread is not inside.
 function gate:leave()
+  if not istype(gate_p, self) or self == nil then bad_self("g:leave", self) end
   if C.ffipar_gate_leave(self) ~= 0 then
     lib.argerror("g:leave", "this thread is not inside the gate")
   end
@@ -111,6 +119,7 @@ end
 --- Run fn(...) inside with color; leaves even when fn raises. Returns fn's
 -- results, or nil, "cancelled" when this worker is cancelled while waiting.
 function gate:run(color, fn, ...)
+  if not istype(gate_p, self) or self == nil then bad_self("g:run", self) end
   if type(fn) ~= "function" then
     lib.argerror("g:run", "argument #2 must be a function, got " .. type(fn))
   end
@@ -128,11 +137,13 @@ end
 
 --- Nesting depth of this thread in the gate (0: not inside).
 function gate:depth()
+  if not istype(gate_p, self) or self == nil then bad_self("g:depth", self) end
   return C.ffipar_gate_depth(self)
 end
 
 --- { entries, waits, switches, inside, waiting, groups, closed }.
 function gate:stats()
+  if not istype(gate_p, self) or self == nil then bad_self("g:stats", self) end
   C.ffipar_gate_stats(self, statsbuf)
   local s = statsbuf
   return {
@@ -148,7 +159,7 @@ ffi.metatype("struct ffipar_gate", {
     return "ffipar.gate: " .. tostring(ffi.cast("void *", g))
   end,
 })
-codec.register_ctype(ffi.typeof("struct ffipar_gate *"), "gate")
+codec.register_ctype(gate_p, "gate")
 
 local gates = {}   -- named gates already looked up in this state
 
@@ -156,7 +167,7 @@ local gates = {}   -- named gates already looked up in this state
 -- same gate in every worker, created on first use, never freed).
 function M.gate(name)
   local rc
-  if name == nil then
+  if type(name) == "nil" then
     rc = C.ffipar_gate_new(out)
   elseif type(name) == "string" then
     if gates[name] then return gates[name] end
@@ -186,6 +197,8 @@ function M.atomically(fn, ...)
   end
   return finish(world, pcall(fn, ...))
 end
+
+M._methods = { gate = gate }
 
 function M.to_wire(g)
   return g, nil

@@ -70,9 +70,9 @@ end
 
 -- Seconds for the shim: nil waits forever (-1), otherwise a number >= 0.
 function M.timeout(t, fname, level)
-  if t == nil then return -1 end
+  if type(t) == "nil" then return -1 end      -- not t == nil: a NULL cdata is not nil
   if type(t) ~= "number" or t < 0 or t ~= t then
-    M.argerror(fname, "timeout must be a number >= 0 or nil, got " .. tostring(t), (level or 2) + 1)
+    M.argerror(fname, "timeout must be a number >= 0 or nil, got " .. M.show(t), (level or 2) + 1)
   end
   return t
 end
@@ -102,7 +102,14 @@ end
 -- instead of obj:method()): "expected a par.mutex as self (use m:method())".
 -- Called from a module's own bad_self, called from the method: level 4.
 function M.bad_self(fname, what, var, v)
-  M.argerror(fname, ("expected a par.%s as self (use %s:method()), got %s"):format(what, var, tostring(v)), 4)
+  M.argerror(fname, ("expected a par.%s as self (use %s:method()), got %s"):format(what, var, M.show(v)), 4)
+end
+
+-- A value for a message: a NULL pointer shows its type (a handle's
+-- __tostring would read through it).
+function M.show(v)
+  if type(v) == "cdata" and v == nil then return "NULL " .. tostring(ffi.typeof(v)) end
+  return tostring(v)
 end
 
 -- A name for a thread id in messages.

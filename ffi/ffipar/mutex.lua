@@ -112,6 +112,8 @@ end
 
 M.is = function(v) return istype(mutex_p, v) and v ~= nil end
 
+M._methods = { mutex = mutex }
+
 function M.to_wire(m) return m end
 function M.from_wire(obj) return lib.adopt(obj, "ffipar_mutex *") end
 

@@ -30,13 +30,13 @@ end
 --- A pool of n workers (default par.cpus()). opts.init: a function run once
 -- in each worker before any task; an error in it is raised here.
 function M.pool(n, opts)
-  if n == nil then n = C.ffipar_cpus() end
+  if type(n) == "nil" then n = C.ffipar_cpus() end
   lib.count(n, "ffipar.pool", "worker count", 1, 1024, 2)
-  if opts ~= nil and type(opts) ~= "table" then
+  if type(opts) ~= "nil" and type(opts) ~= "table" then
     lib.argerror("ffipar.pool", "options must be a table or nil, got " .. type(opts))
   end
   local init = opts and opts.init
-  if init ~= nil and type(init) ~= "function" then
+  if type(init) ~= "nil" and type(init) ~= "function" then
     lib.argerror("ffipar.pool", "options.init must be a function, got " .. type(init))
   end
   local rc = C.ffipar_pool_new(out, package.path, package.cpath)
@@ -67,7 +67,7 @@ end
 -- level: as for lib.count (2 = the caller of the function calling this).
 local function check_open(self, fname, level)
   if getmetatable(self) ~= pool_mt then
-    lib.argerror(fname, "call it as a method: pool:" .. fname:match("[%w_]+$") .. "(...)", level + 1)
+    lib.argerror(fname, "expected a par.pool as self (use pool:method()), got " .. lib.show(self), level + 1)
   end
   if self.closed then lib.argerror(fname, "the pool is closed", level + 1) end
 end
@@ -87,18 +87,22 @@ end
 
 --- How many workers the pool has.
 function pool:size()
+  if getmetatable(self) ~= pool_mt then check_open(self, "pool:size", 2) end
   return self.n
 end
 
 --- Stop taking tasks, let queued and running ones finish, wait for the
 -- workers to exit. Idempotent.
 function pool:close()
+  if getmetatable(self) ~= pool_mt then check_open(self, "pool:close", 2) end
   if self.closed then return true end
   self.closed = true
   C.ffipar_pool_close(self.c)
   C.ffipar_pool_wait(self.c, -1)
   return true
 end
+
+M._methods = { pool = pool }
 
 ---- parallel loops ----
 

@@ -19,7 +19,7 @@ local semaphore_p = ffi.typeof("struct ffipar_semaphore *")
 
 local function check(s, fname)
   if not istype(semaphore_p, s) or s == nil then
-    lib.argerror(fname, "expected a par.semaphore as self (use s:method()), got " .. tostring(s), 3)
+    lib.argerror(fname, "expected a par.semaphore as self (use s:method()), got " .. lib.show(s), 3)
   end
 end
 
@@ -37,7 +37,7 @@ end
 --- Give back k units (default 1), waking up to k waiters.
 function semaphore:release(k)
   check(self, "s:release")
-  if k == nil then k = 1 else lib.count(k, "s:release", "count", 1, MAX) end
+  if type(k) == "nil" then k = 1 else lib.count(k, "s:release", "count", 1, MAX) end
   if C.ffipar_semaphore_release(self, k) ~= 0 then
     lib.argerror("s:release", ("the count would exceed %d (it is %d)")
       :format(MAX, tonumber(C.ffipar_semaphore_count(self))))
@@ -63,12 +63,14 @@ local out = ffi.new("ffipar_semaphore *[1]")
 
 --- A semaphore with n units (0 <= n <= 2^31 - 1, default 0).
 function M.semaphore(n)
-  if n == nil then n = 0 end
+  if type(n) == "nil" then n = 0 end
   lib.count(n, "ffipar.semaphore", "count", 0, MAX)
   local rc = C.ffipar_semaphore_new(out, n)
   if rc ~= 0 then error("ffipar.semaphore: " .. select(2, lib.fail(rc)), 2) end
   return lib.own(out[0])
 end
+
+M._methods = { semaphore = semaphore }
 
 function M.to_wire(s) return s end
 function M.from_wire(obj) return lib.adopt(obj, "ffipar_semaphore *") end

@@ -50,6 +50,29 @@ function M.replay(from, to)
   end
 end
 
+-- A readable name for a ctype: ffi prints a typedef'd anonymous struct as
+-- "struct 325" (its ctype id); give it the name a par.cdef declared for it
+-- (that name also resolves in every worker). Other ctypes print as ffi does.
+function M.ctype_name(ct)
+  local s = tostring(ct):match("^ctype<(.*)>$") or tostring(ct)
+  local id, rest = s:match("^struct (%d+)(.*)$")
+  if not id then id, rest = s:match("^union (%d+)(.*)$") end
+  if not id then return s end
+  id = tonumber(id)
+  for text in pairs(applied) do
+    for name in text:gmatch("([%a_][%w_]*)%s*;") do
+      local ok, t = pcall(ffi.typeof, name)
+      if ok and tonumber(t) == id then return name .. rest end
+    end
+  end
+  return s
+end
+
+-- The element pointer and length of a par.array; nil for anything else.
+function M.array_span(a)
+  if type(a) == "cdata" and M._is_array(a) then return a.p, a.n end
+end
+
 local shmp = ffi.new("ffipar_shm *[1]")
 local MAX_BYTES = 2^46
 
@@ -58,7 +81,7 @@ local function resolve(ctype, fname)
   codec.sync_cdefs()        -- a par.cdef made since this worker started
   local name = ctype
   if type(ctype) == "cdata" then
-    name = tostring(ctype):match("^ctype<(.*)>$")
+    name = tostring(ctype):match("^ctype<(.*)>$") and M.ctype_name(ctype)
     if name and (name:match("^struct %d+$") or name:match("^union %d+$")) then name = nil end
   end
   if type(name) ~= "string" then
@@ -85,11 +108,19 @@ end
 
 local methods = {}
 local views = {}            -- element name .. checked flag -> view ctype
-local view_info = {}        -- view ctype id -> { elem = name, checked = bool }
 local names = setmetatable({}, { __mode = "k" })
 
+local view_info = {}        -- view ctype id -> { elem = name, checked = bool }
+
+function M._is_array(a) return view_info[tonumber(ffi.typeof(a))] ~= nil end
+
 --- The raw typed pointer (valid while the array handle is alive).
-function methods.ptr(a) return a.p end
+function methods.ptr(a)
+  if type(a) ~= "cdata" or not view_info[tonumber(ffi.typeof(a))] then
+    lib.argerror("a:ptr", "expected a par.array as self (use a:method()), got " .. lib.show(a))
+  end
+  return a.p
+end
 
 local function describe(a)
   local info = view_info[tonumber(ffi.typeof(a))]
@@ -157,7 +188,7 @@ end
 function M.array(ctype, n, opts)
   local elem, name, size = resolve(ctype, "ffipar.array")
   lib.count(n, "ffipar.array", "length", 0, nil, 2)
-  if opts ~= nil and type(opts) ~= "table" then
+  if type(opts) ~= "nil" and type(opts) ~= "table" then
     lib.argerror("ffipar.array", "options must be a table or nil, got " .. type(opts))
   end
   local checked = opts and opts.checked and true or false
@@ -171,6 +202,8 @@ function M.array(ctype, n, opts)
   return a
 end
 
+M._methods = { array = methods }
+
 ---- single shared values ----
 
 --- A shared value of ctype (zeroed, or set from init); a typed pointer.
@@ -178,7 +211,7 @@ function M.new(ctype, init)
   local ct, name, size = resolve(ctype, "ffipar.new")
   local obj = alloc(size, "ffipar.new")
   local p = ffi.cast(ffi.typeof("$ *", ct), C.ffipar_shm_data(obj))
-  if init ~= nil then
+  if type(init) ~= "nil" then
     local ok, err = pcall(function() p[0] = init end)
     if not ok then
       C.ffipar_obj_release(obj)

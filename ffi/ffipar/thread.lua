@@ -31,6 +31,13 @@ local STATUS = { [0] = "running", "done", "failed", "cancelled" }
 local detached = setmetatable({}, { __mode = "k" })
 local out = ffi.new("ffipar_thread *[1]")
 
+local istype = ffi.istype
+local thread_p = ffi.typeof("struct ffipar_thread *")
+
+local function bad_self(fname, v)
+  lib.bad_self(fname, "thread", "t", v)
+end
+
 local thread = {}
 
 -- A worker's error that names a global it does not have ("attempt to call
@@ -50,6 +57,7 @@ end
 -- too; any other error value comes back as it was raised (copied like
 -- results).
 function thread:join(timeout)
+  if not istype(thread_p, self) or self == nil then bad_self("t:join", self) end
   if detached[self] then lib.argerror("t:join", "the thread is detached") end
   local rc = C.ffipar_thread_join(self, lib.timeout(timeout, "t:join"))
   if rc ~= 0 then return lib.fail(rc) end
@@ -73,21 +81,25 @@ end
 
 --- "running" | "done" | "failed" | "cancelled".
 function thread:status()
+  if not istype(thread_p, self) or self == nil then bad_self("t:status", self) end
   return STATUS[C.ffipar_thread_status(self)]
 end
 
 --- Ask the worker to stop (cooperative: see par.cancelled()).
 function thread:cancel()
+  if not istype(thread_p, self) or self == nil then bad_self("t:cancel", self) end
   C.ffipar_thread_cancel(self)
 end
 
 --- Give up the right to join; the worker runs on and cleans up after itself.
 function thread:detach()
+  if not istype(thread_p, self) or self == nil then bad_self("t:detach", self) end
   detached[self] = true
 end
 
 --- The worker's thread id (as in race-check messages).
 function thread:id()
+  if not istype(thread_p, self) or self == nil then bad_self("t:id", self) end
   return C.ffipar_thread_id(self)
 end
 
@@ -97,6 +109,8 @@ ffi.metatype("struct ffipar_thread", {
     return ("ffipar.thread %d (%s)"):format(C.ffipar_thread_id(t), thread.status(t))
   end,
 })
+
+M._methods = { thread = thread }
 
 --- Run fn(...) on a new worker thread with its own LuaJIT state.
 function M.spawn(fn, ...)
