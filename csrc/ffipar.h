@@ -21,7 +21,8 @@ enum {
   FFIPAR_ECANCELLED = -5, /* the calling worker was cancelled */
   FFIPAR_EINVAL    = -6,  /* an argument the Lua side should have refused */
   FFIPAR_EPERM     = -7,  /* the calling thread does not own the object */
-  FFIPAR_EBUSY     = -8   /* the object is in use */
+  FFIPAR_EBUSY     = -8,  /* the object is in use */
+  FFIPAR_EAGAIN    = -9   /* no new thread now: a thread or memory limit */
 };
 
 /* A static, human-readable string for any return code above. */

@@ -6,7 +6,8 @@
 
 static const char *const errors[] = {
   "ok", "timeout", "closed", "out of memory", "system call failed",
-  "cancelled", "invalid argument", "not owner", "busy"
+  "cancelled", "invalid argument", "not owner", "busy",
+  "Resource temporarily unavailable (thread limit?)"
 };
 
 const char *ffipar_strerror(int rc)

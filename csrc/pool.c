@@ -126,11 +126,12 @@ int ffipar_pool_start(ffipar_pool *p, ffipar_msg *init, ffipar_thread **init_out
   }
   ffipar_obj_retain(p);                       /* the worker's */
   ffipar_thread *init_t = a->init;
-  if (os_thread_start(worker_main, a) != 0) {
+  int rc = os_thread_start(worker_main, a);
+  if (rc != 0) {
     if (init_t) { ffipar_obj_release(init_t); ffipar_obj_release(init_t); }
     free(a);
     ffipar_obj_release(p);
-    return FFIPAR_ESYS;
+    return rc;
   }
   pthread_mutex_lock(&p->lock);
   p->started++;

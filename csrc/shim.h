@@ -70,7 +70,8 @@ struct lua_State *state_new(arena *a);   /* NULL when out of memory */
 void state_free(arena *a);               /* once no state uses the arena */
 void state_set_paths(struct lua_State *L, const char *path, const char *cpath);
 
-/* thread.c: start fn(arg) on a detached OS thread; 0 or pthread's error. */
+/* thread.c: start fn(arg) on a detached OS thread: FFIPAR_OK, FFIPAR_EAGAIN
+** (a thread or memory limit) or FFIPAR_ESYS. */
 int os_thread_start(void *(*fn)(void *), void *arg);
 
 /* thread.c: run t's function in L on the calling thread (L stays open),

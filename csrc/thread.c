@@ -7,6 +7,7 @@
 ** runner's thread; no Lua object is ever touched by two threads.
 */
 #include "shim.h"
+#include <errno.h>
 #include <sched.h>
 #include <unistd.h>
 #include <linux/futex.h>
@@ -257,10 +258,13 @@ static int start(ffipar_thread *t)
   r = calloc(1, sizeof(*r));
   if (!r) return FFIPAR_ENOMEM;
   r->job = t;
-  if (os_thread_start(runner_main, r) != 0) { free(r); return FFIPAR_ESYS; }
-  return FFIPAR_OK;
+  int rc = os_thread_start(runner_main, r);
+  if (rc != 0) free(r);
+  return rc;
 }
 
+/* pthread_create's error as a return code: EAGAIN is a limit (threads of
+** the user, of the system, or memory for the stack). */
 int os_thread_start(void *(*fn)(void *), void *arg)
 {
   pthread_attr_t attr;
@@ -269,7 +273,8 @@ int os_thread_start(void *(*fn)(void *), void *arg)
   pthread_t tid;
   int rc = pthread_create(&tid, &attr, fn, arg);
   pthread_attr_destroy(&attr);
-  return rc;
+  if (rc == 0) return FFIPAR_OK;
+  return rc == EAGAIN ? FFIPAR_EAGAIN : FFIPAR_ESYS;
 }
 
 ffipar_thread *thread_alloc(ffipar_msg *payload, const char *path, const char *cpath,
