@@ -282,9 +282,17 @@ int    ffipar_gate_depth(const ffipar_gate *g);
 /* The calling thread's private color (the same on every call from it;
 ** never another thread's). */
 double ffipar_gate_private_color(void);
-/* The color of the string `name` (len bytes): the same in every thread for
-** the same bytes. Negative (FFIPAR_ENOMEM) when out of memory. */
+/* The color of the string `name` (len bytes), and one reference to it: the
+** same color in every thread for the same bytes while anyone holds a
+** reference. Negative (FFIPAR_ENOMEM) when out of memory. Any thread. */
 double ffipar_gate_color(const char *name, size_t len);
+/* Drop one reference taken by ffipar_gate_color; the last one frees the
+** string's entry (the string may get another color after that). */
+void   ffipar_gate_color_release(const char *name, size_t len);
+/* How many strings have a color now (held by someone). */
+int64_t ffipar_gate_colors(void);
+/* 1 when the calling thread is inside some gate with `color`, else 0. */
+int    ffipar_gate_holds_color(double color);
 /* A snapshot, into out[8]: entries, waits (times a thread queued), color
 ** switches, threads inside, threads waiting, groups queued, closed (0/1),
 ** the color of the word. Takes the gate's internal lock briefly. */

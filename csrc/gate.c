@@ -448,13 +448,118 @@ void ffipar_gate_stats(ffipar_gate *g, int64_t *out)
   tlock_release(&g->m);
 }
 
-/* ---- process-wide registries: string colors and named gates. Append-only
-** under one mutex; Lua states cache what they looked up. ---- */
+/* ---- string colors: a hash table of the strings that some thread holds
+** (a reference per Lua state that cached the string, see gate.lua). A
+** string keeps its color while it is held, so every thread that holds it
+** agrees; once nobody does, its entry is freed. Colors are never reused
+** (2^45 of them), so a thread that still has an old one inside a gate can
+** never share it with another string. Only cache misses come here. ---- */
+
+struct color {
+  struct color *next;         /* the bucket's chain */
+  uint64_t color;
+  int64_t refs;
+  size_t len;
+  char s[];
+};
+static pthread_mutex_t colors_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct color **buckets;      /* nbuckets (a power of two) chains */
+static size_t nbuckets, ncolors;
+static uint64_t next_color;
+
+static size_t hash(const char *s, size_t len)
+{
+  uint64_t h = 14695981039346656037ull;           /* FNV-1a */
+  for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+  return (size_t)(h ^ (h >> 29));
+}
+
+static struct color **color_slot(const char *s, size_t len)
+{
+  struct color **pp = &buckets[hash(s, len) & (nbuckets - 1)];
+  while (*pp && ((*pp)->len != len || memcmp((*pp)->s, s, len) != 0)) pp = &(*pp)->next;
+  return pp;
+}
+
+/* One chain per color at most, on average: double when full. */
+static int colors_grow(void)
+{
+  size_t n = nbuckets ? 2 * nbuckets : 64;
+  struct color **b = calloc(n, sizeof(*b));
+  if (!b) return 0;
+  for (size_t i = 0; i < nbuckets; i++)
+    for (struct color *c = buckets[i], *next; c; c = next) {
+      next = c->next;
+      size_t k = hash(c->s, c->len) & (n - 1);
+      c->next = b[k];
+      b[k] = c;
+    }
+  free(buckets);
+  buckets = b;
+  nbuckets = n;
+  return 1;
+}
+
+double ffipar_gate_color(const char *name, size_t len)
+{
+  double c = (double)FFIPAR_ENOMEM;
+  pthread_mutex_lock(&colors_lock);
+  if (ncolors >= nbuckets && !colors_grow() && !nbuckets) goto out;
+  struct color **pp = color_slot(name, len);
+  if (!*pp) {
+    if (next_color >= STRING_BASE) goto out;      /* 2^45 colors used: none left */
+    struct color *e = malloc(sizeof(*e) + len);
+    if (!e) goto out;
+    memcpy(e->s, name, len);
+    e->len = len;
+    e->refs = 0;
+    e->color = STRING_BASE + next_color++;
+    e->next = NULL;
+    *pp = e;
+    ncolors++;
+  }
+  (*pp)->refs++;
+  c = (double)(*pp)->color;
+out:
+  pthread_mutex_unlock(&colors_lock);
+  return c;
+}
+
+void ffipar_gate_color_release(const char *name, size_t len)
+{
+  pthread_mutex_lock(&colors_lock);
+  struct color **pp = nbuckets ? color_slot(name, len) : NULL;
+  if (pp && *pp && --(*pp)->refs == 0) {
+    struct color *e = *pp;
+    *pp = e->next;
+    free(e);
+    ncolors--;
+  }
+  pthread_mutex_unlock(&colors_lock);
+}
+
+int64_t ffipar_gate_colors(void)
+{
+  pthread_mutex_lock(&colors_lock);
+  int64_t n = (int64_t)ncolors;
+  pthread_mutex_unlock(&colors_lock);
+  return n;
+}
+
+int ffipar_gate_holds_color(double color)
+{
+  for (int i = 0; i < held.n; i++)
+    if ((double)held.h[i].color == color) return 1;
+  return 0;
+}
+
+/* ---- named gates: a list under one mutex, append-only (a program has a
+** few; they live as long as the process). ---- */
 
 struct name { char *s; size_t len; void *value; };
 struct registry { struct name *v; size_t n, cap; };
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct registry colors, gates;
+static struct registry gates;
 
 static struct name *reg_find(struct registry *r, const char *s, size_t len)
 {
@@ -481,16 +586,6 @@ static struct name *reg_add(struct registry *r, const char *s, size_t len, void 
   e->len = len;
   e->value = value;
   return e;
-}
-
-double ffipar_gate_color(const char *name, size_t len)
-{
-  pthread_mutex_lock(&reg_lock);
-  struct name *e = reg_find(&colors, name, len);
-  if (!e) e = reg_add(&colors, name, len, (void *)(uintptr_t)colors.n);
-  double c = e ? (double)(STRING_BASE + (uintptr_t)e->value) : (double)FFIPAR_ENOMEM;
-  pthread_mutex_unlock(&reg_lock);
-  return c;
 }
 
 int ffipar_gate_named(ffipar_gate **out, const char *name, size_t len)

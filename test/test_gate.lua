@@ -294,3 +294,67 @@ function TestGate:testPoolTasksHaveTheirOwnPrivateColor()
     { true, nil, "timeout" })
   pool:close()
 end
+
+-- String colors are let go when no one holds them: the shim's table stays
+-- small however many distinct strings pass, and a worker's go when it ends.
+function TestGate:testStringColorsAreFreedWhenNoOneHoldsThem()
+  local C = require("ffipar.lib").C
+  local g = par.gate()
+  local before = tonumber(C.ffipar_gate_colors())
+  for i = 1, 20000 do
+    assert(g:enter("test-many-" .. i))
+    g:leave()
+  end
+  local after = tonumber(C.ffipar_gate_colors())
+  lu.assertTrue(after - before <= 1024, ("%d string colors kept"):format(after - before))
+  lu.assertTrue(par.spawn(function(g)
+    for i = 1, 5000 do assert(g:enter("test-worker-" .. i)); g:leave() end
+    return true
+  end, g):join(30))
+  lu.assertEquals(util.wait_until(function()
+    return tonumber(C.ffipar_gate_colors()) == after and after
+  end, 10), after)
+end
+
+-- While any thread holds a string color (looked it up, or is inside with
+-- it), every thread gets the same color for the string: a flood of other
+-- strings in one thread does not change it.
+function TestGate:testStringColorIsTheSameEverywhereWhileHeld()
+  local g = par.gate()
+  local go, inside = par.semaphore(0), par.semaphore(0)
+  -- A worker holds "test-held-w" inside the gate until told to leave.
+  local t = par.spawn(function(g, go, inside)
+    assert(g:enter("test-held-w"))
+    inside:release()
+    assert(go:acquire(30))
+    g:leave()
+    return true
+  end, g, go, inside)
+  lu.assertTrue(inside:acquire(10))
+  lu.assertTrue(g:enter("test-held-w", 5))   -- same string: same color, in with it
+  g:leave()
+  local gf = par.gate()
+  for i = 1, 3000 do                          -- evicts this state's copy of the color
+    assert(gf:enter("test-flood-" .. i, 5)); gf:leave()
+  end
+  lu.assertTrue(g:enter("test-held-w", 5))   -- the worker still holds it: same color
+  g:leave()
+  -- This thread inside g2 with "test-held-m" keeps its color through a flood.
+  local g2 = par.gate()
+  assert(g2:enter("test-held-m"))
+  for i = 1, 3000 do assert(gf:enter("test-flood2-" .. i, 5)); gf:leave() end
+  local function try(gate, color)
+    local ok, r1, r2 = par.spawn(function(gate, color)
+      local r1, r2 = gate:enter(color, 0.2)
+      if r1 then gate:leave() end
+      return r1, r2
+    end, gate, color):join(10)
+    lu.assertTrue(ok)
+    return r1, r2
+  end
+  lu.assertEquals({ try(g2, "test-held-m") }, { true })
+  lu.assertEquals({ try(g2, "test-other") }, { nil, "timeout" })
+  g2:leave()
+  go:release()
+  lu.assertTrue(t:join(10))
+end

@@ -34,13 +34,34 @@ end
 -- task; ffipar.worker calls new_task() before the next in a pool worker).
 local private
 function M.new_task() private = nil end
--- String colors already looked up in this state.
-local strcolors = {}
+-- String colors this state looked up, each holding a reference in the
+-- shim's table (a string keeps its color while someone holds it). At most
+-- CACHE_MAX: then the colors this thread is not inside any gate with are
+-- let go. The last reference goes when the state closes.
+local CACHE_MAX = 1024
+local strcolors, ncached = {}, 0
+
+local function forget_colors()
+  local keep, n = {}, 0
+  for s, c in pairs(strcolors) do
+    if C.ffipar_gate_holds_color(c) ~= 0 then
+      keep[s], n = c, n + 1
+    else
+      C.ffipar_gate_color_release(s, #s)
+    end
+  end
+  strcolors, ncached = keep, n
+end
+M._anchor = ffi.gc(ffi.new("char[1]"), function()
+  for s in pairs(strcolors) do C.ffipar_gate_color_release(s, #s) end
+  strcolors, ncached = {}, 0
+end)
 
 local function string_color(s)
+  if ncached >= CACHE_MAX then forget_colors() end
   local c = C.ffipar_gate_color(s, #s)
   if c < 0 then error("ffipar.gate: out of memory", 4) end
-  strcolors[s] = c
+  strcolors[s], ncached = c, ncached + 1
   return c
 end
 

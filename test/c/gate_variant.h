@@ -11,6 +11,9 @@
 #define ffipar_gate_depth variant_gate_depth
 #define ffipar_gate_private_color variant_gate_private_color
 #define ffipar_gate_color variant_gate_color
+#define ffipar_gate_color_release variant_gate_color_release
+#define ffipar_gate_colors variant_gate_colors
+#define ffipar_gate_holds_color variant_gate_holds_color
 #define ffipar_gate_stats variant_gate_stats
 #define gate_forget_thread variant_gate_forget_thread
 #include "../../csrc/gate.c"
