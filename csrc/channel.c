@@ -259,7 +259,7 @@ static void channel_destroy(ffipar_obj *o)
     uint64_t end = atomic_load(&c->enq) & ~CLOSED_BIT;
     for (uint64_t pos = atomic_load(&c->deq); pos < end; pos++) {
       ffipar_value *v = (ffipar_value *)slot_data(c, slot_at(c, pos));
-      if (v->tag == FFIPAR_VMSG) ffipar_msg_free(v->u.msg);
+      if (v->tag >= FFIPAR_VMSG) ffipar_msg_free(v->u.msg);
     }
   }
   pthread_mutex_destroy(&c->sel_lock);

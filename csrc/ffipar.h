@@ -309,10 +309,13 @@ void   ffipar_gate_stats(ffipar_gate *g, int64_t *out);
 typedef struct ffipar_channel ffipar_channel;
 
 /* One untyped item, filled by Lua: a number, a boolean, a short string kept
-** inline, or a codec message (owned by the channel while queued). This is
-** a transfer record, not an object, so its layout is public. */
+** inline, or a message (owned by the channel while queued): a codec message
+** (VMSG), a longer string's bytes (VLSTR) or a plain value as string.buffer
+** encodes it (VENC). Tags >= VMSG own u.msg. This is a transfer record, not
+** an object, so its layout is public. */
 enum {
   FFIPAR_VNUM = 1, FFIPAR_VBOOL = 2, FFIPAR_VSTR = 3, FFIPAR_VMSG = 4,
+  FFIPAR_VLSTR = 5, FFIPAR_VENC = 6,
   FFIPAR_VSTR_MAX = 48
 };
 typedef struct ffipar_value {
@@ -330,7 +333,7 @@ typedef struct ffipar_value {
 int  ffipar_channel_new(ffipar_channel **out, int64_t cap, size_t size,
                         size_t align, int untyped);
 /* Copy one item (size bytes at `item`) in, waiting for room up to `timeout`.
-** FFIPAR_OK (the channel owns the item now; for a VMSG the message),
+** FFIPAR_OK (the channel owns the item now; for a VMSG.. the message),
 ** _ETIMEOUT (full), _ECLOSED, _ECANCELLED (the caller keeps the item). */
 int  ffipar_channel_push(ffipar_channel *c, const void *item, double timeout);
 /* Copy one item out into `out` (size bytes), waiting up to `timeout`.

@@ -134,3 +134,140 @@ function TestCodec:testCallerTableIsNotModified()
   par.spawn(function() end, t):join(10)
   lu.assertIs(t.a, a)
 end
+
+---- encodings: every value class, shared sub-tables, depth ----
+
+-- The values every encoding must give back exactly: the fast path (a
+-- plain table as string.buffer encodes it), the converting path (the same
+-- table beside a function) and a channel.
+local function value_classes()
+  return {
+    nan = 0 / 0, negzero = -0.0, inf = 1 / 0, ninf = -1 / 0, big = 2^53, tiny = 2^-1074,
+    int = 42, neg = -7, t = true, f = false, empty = "", nul = "a\0b\0", s48 = ("x"):rep(48),
+    s49 = ("y"):rep(49), bin = string.char(0, 255, 10, 13, 0), nested = { { { "deep" } } },
+    [1] = "one", [2.5] = "float key", [true] = "bool key", list = { 1, 2, nil, 4 },
+  }
+end
+
+local function assert_classes(v)
+  lu.assertTrue(v.nan ~= v.nan)
+  lu.assertEquals(1 / v.negzero, -1 / 0)           -- -0.0 stays negative
+  lu.assertEquals(v.inf, 1 / 0)
+  lu.assertEquals(v.ninf, -1 / 0)
+  lu.assertEquals(v.big, 2^53)
+  lu.assertEquals(v.tiny, 2^-1074)
+  lu.assertEquals({ v.int, v.neg, v.t, v.f, v.empty }, { 42, -7, true, false, "" })
+  lu.assertEquals(v.nul, "a\0b\0")
+  lu.assertEquals(v.s48, ("x"):rep(48))
+  lu.assertEquals(v.s49, ("y"):rep(49))
+  lu.assertEquals(v.bin, string.char(0, 255, 10, 13, 0))
+  lu.assertEquals(v.nested[1][1][1], "deep")
+  lu.assertEquals({ v[1], v[2.5], v[true] }, { "one", "float key", "bool key" })
+  lu.assertEquals({ v.list[1], v.list[2], v.list[3], v.list[4] }, { 1, 2, nil, 4 })
+end
+
+function TestCodec:testEveryValueClassRoundTripsExactly()
+  local fast = value_classes()
+  local slow = value_classes()
+  slow.fn = function() return 1 end                -- forces the converting path
+  local ok, a, b, i64, u64 = par.spawn(function(a, b, i, u) return a, b, i, u end,
+    fast, slow, ffi.new("int64_t", -2^62), ffi.new("uint64_t", 2^63)):join(10)
+  lu.assertTrue(ok)
+  assert_classes(a)
+  assert_classes(b)
+  lu.assertEquals(b.fn(), 1)
+  lu.assertTrue(i64 == ffi.new("int64_t", -2^62))
+  lu.assertTrue(u64 == ffi.new("uint64_t", 2^63))
+  local ch = par.channel(4)
+  ch:push(value_classes())
+  ch:push(slow)
+  assert_classes(ch:pop(0))
+  assert_classes(ch:pop(0))
+end
+
+function TestCodec:testHundredMegabyteString()
+  local n = util.scale and util.scale(100 * 2^20) or 100 * 2^20
+  local s = ("0123456789abcdef"):rep(n / 16)
+  local ok, len, tail = par.spawn(function(x) return #x, x:sub(-16) end, s):join(30)
+  lu.assertEquals({ ok, len, tail }, { true, #s, "0123456789abcdef" })
+  local ch = par.channel(1)
+  local t = par.spawn(function(ch, x) ch:push(x .. "!") end, ch, s)
+  local got = ch:pop(30)
+  lu.assertTrue(t:join(30))
+  lu.assertEquals(#got, #s + 1)
+  lu.assertTrue(got == s .. "!")
+end
+
+-- Each level refers to the level below twice: 2^31 paths, 32 tables. It
+-- crosses as 32 tables (a bounded join: by path it would take minutes),
+-- and the two references stay one table.
+local function dag(levels)
+  local t = { leaf = true }
+  for _ = 1, levels do t = { a = t, b = t } end
+  return t
+end
+
+local function dag_ok(t)
+  local d = 0
+  while t.a do
+    if t.a ~= t.b then return false, d end
+    t, d = t.a, d + 1
+  end
+  return t.leaf, d
+end
+
+function TestCodec:testSharedSubTablesCrossOnceAndStayShared()
+  local ok, same, depth = par.spawn(function(t) return dag_ok(t) end, dag(31)):join(10)
+  lu.assertEquals({ ok, same, depth }, { true, true, 31 })
+  -- a result, and beside a function (the converting path for everything)
+  local ok2, r = par.spawn(function() return { d = dag(31), f = print } end):join(10)
+  lu.assertTrue(ok2)
+  lu.assertEquals({ dag_ok(r.d) }, { true, 31 })
+  lu.assertIs(r.f, print)
+  -- through a channel
+  local ch = par.channel(1)
+  ch:push(dag(31))
+  lu.assertEquals({ dag_ok(ch:pop(0)) }, { true, 31 })
+end
+
+function TestCodec:testSharedSubTablesInsideOneValueOnly()
+  local shared = { n = 1 }
+  local ok, same, n = par.spawn(function(t) return t[1] == t.x and t[1] == t.y.z, t.x.n end,
+    { shared, x = shared, y = { z = shared } }):join(10)
+  lu.assertEquals({ ok, same, n }, { true, true, 1 })
+  -- a table that is an upvalue of a function and a key of a table in one value
+  local key = { "k" }
+  local function f() return key end
+  local ok2, same2, r = par.spawn(function(v) return v.g() == next(v.t), v.t[v.g()] end,
+    { g = f, t = { [key] = 5 } }):join(10)
+  lu.assertEquals({ ok2, same2, r }, { true, true, 5 })
+  -- two arguments are two values: each its own copy
+  local ok3, same3 = par.spawn(function(a, b) return a == b end, shared, shared):join(10)
+  lu.assertEquals({ ok3, same3 }, { true, false })
+end
+
+local function nested(levels)
+  local root = {}
+  local t = root
+  for _ = 2, levels do t[1] = {}; t = t[1] end
+  return root
+end
+
+function TestCodec:testTooDeepIsAnErrorAtTheCallersLine()
+  local ok, r = par.spawn(function(t) local d = 0; while t do d = d + 1; t = t[1] end; return d end,
+    nested(90)):join(10)
+  lu.assertEquals({ ok, r }, { true, 90 })
+  local line = debug.getinfo(1, "l").currentline + 1
+  local ok2, err = pcall(function() par.spawn(function() end, 1, nested(98)) end)
+  lu.assertFalse(ok2)
+  lu.assertStrContains(err, ("test_codec.lua:%d: ffipar.spawn: argument #3 has tables nested "
+    .. "more than 90 levels deep"):format(line))
+  local ch = par.channel(1)
+  line = debug.getinfo(1, "l").currentline + 1
+  local ok3, err3 = pcall(function() ch:push({ x = nested(200) }) end)
+  lu.assertFalse(ok3)
+  lu.assertStrContains(err3, ("test_codec.lua:%d: ch:push: value #1 has tables nested"):format(line))
+  local ok4, err4 = par.spawn(function() return nested(100) end):join(10)
+  lu.assertFalse(ok4)
+  lu.assertStrContains(err4, "result #1 has tables nested more than 90 levels deep")
+end

@@ -6,9 +6,10 @@
 --   for v in ch:iter() do print(v) end         -- until closed and drained
 --
 -- Untyped items: numbers, booleans and strings up to 48 bytes sit inline in
--- the slot (no serialization); anything else that may cross (tables, long
--- strings, int64 cdata, ffipar handles) goes as a codec message. nil is
--- refused. Typed channels (par.channel(cap, "rec_t")) copy the ctype's bytes.
+-- the slot (no serialization); a longer string is copied once into a C
+-- message; a plain table (wire.plain) goes as string.buffer encodes it;
+-- anything else that may cross (int64 cdata, ffipar handles, functions,
+-- shared sub-tables) goes as a codec message. nil is refused. Typed channels (par.channel(cap, "rec_t")) copy the ctype's bytes.
 -- Misuse raises at the caller; push/pop return nil, "timeout" | "closed" |
 -- "cancelled" as expected outcomes.
 local ffi = require "ffi"
@@ -21,10 +22,14 @@ lib.declare("channel")
 local M = {}
 
 local VNUM, VBOOL, VSTR, VMSG = C.FFIPAR_VNUM, C.FFIPAR_VBOOL, C.FFIPAR_VSTR, C.FFIPAR_VMSG
+local VLSTR, VENC = C.FFIPAR_VLSTR, C.FFIPAR_VENC
+local plain = require("ffipar.wire").plain
+local ebuf, dbuf = require("string.buffer").new(), require("string.buffer").new()
 local VSTR_MAX = C.FFIPAR_VSTR_MAX
 local ECLOSED = C.FFIPAR_ECLOSED
 
 local fail = lib.fail
+local lenp = lib.lenp
 local ffi_copy, ffi_string, ffi_istype = ffi.copy, ffi.string, ffi.istype
 local type = type
 
@@ -106,6 +111,22 @@ local function fill(v, fname)
     pushv.tag = VSTR
     pushv.len = #v
     ffi_copy(pushv.u.s, v, #v)
+  elseif tv == "string" then
+    local msg = C.ffipar_msg_new(v, #v, nil, 0)
+    if msg == nil then error(fname .. ": out of memory", 3) end
+    pushv.tag = VLSTR
+    pushv.u.msg = msg
+    return msg
+  elseif tv == "table" and plain(v) then
+    ebuf:reset()
+    ebuf:encode(v)
+    local p, len = ebuf:ref()
+    local msg = C.ffipar_msg_new(p, len, nil, 0)
+    ebuf:reset()
+    if msg == nil then error(fname .. ": out of memory", 3) end
+    pushv.tag = VENC
+    pushv.u.msg = msg
+    return msg
   elseif v == nil then
     lib.argerror(fname, "cannot push nil (it would end a for-loop over the channel; "
       .. "push false or a table instead)", 3)
@@ -137,6 +158,18 @@ local function unpack_value(v)
   if tag == VSTR then return ffi_string(v.u.s, v.len) end
   if tag == VBOOL then return v.len ~= 0 end
   local msg = v.u.msg
+  if tag == VLSTR then
+    local s = ffi_string(C.ffipar_msg_data(msg, lenp), lenp[0])
+    C.ffipar_msg_free(msg)
+    return s
+  elseif tag == VENC then
+    dbuf:set(C.ffipar_msg_data(msg, lenp), lenp[0])
+    local ok, r = pcall(dbuf.decode, dbuf)
+    dbuf:reset()
+    C.ffipar_msg_free(msg)
+    if not ok then error("ffipar.channel: cannot decode a value: " .. tostring(r), 3) end
+    return r
+  end
   local ok, r = pcall(codec.decode, msg)
   C.ffipar_msg_free(msg)
   if not ok then error("ffipar.channel: cannot decode a value: " .. tostring(r), 3) end

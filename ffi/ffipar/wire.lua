@@ -17,7 +17,10 @@ local dbuf = buffer.new()
 -- Loaded modules and their members, by value; rebuilt when package.loaded
 -- has grown since the last look.
 local modmap, modcount = {}, -1
+local looked = false     -- package.loaded counted during this encode
 local function lookup_module(v)
+  if looked then return modmap[v] end
+  looked = true
   local n = 0
   for _ in pairs(package.loaded) do n = n + 1 end
   if n ~= modcount then
@@ -96,7 +99,8 @@ local function conv_function(f, ctx)
   end
   local entry = { c = code }
   ctx.fns[id] = entry
-  local ups, i = {}, 1
+  local ups, i, nest = {}, 1, ctx.nest
+  ctx.nest = 0                       -- upvalues sit in the message's function list
   while true do
     local name, val = debug.getupvalue(f, i)
     if name == nil then break end
@@ -105,14 +109,47 @@ local function conv_function(f, ctx)
     ctx.depth = ctx.depth - 1
     i = i + 1
   end
+  ctx.nest = nest
   entry.n, entry.u = i - 1, ups
   return fn_marker(id)
+end
+
+-- The stand-in for the message's shared table number i (see count_refs).
+local tab_markers = {}
+local function tab_marker(i)
+  local m = tab_markers[i]
+  if not m then m = { [TAG] = "r", i = i }; tab_markers[i] = m end
+  return m
+end
+
+-- Tables nest at most this deep in a value (string.buffer stops at 100
+-- levels, and a message wraps values in two more).
+local MAX_NEST = 90
+M.MAX_NEST = MAX_NEST
+
+local function too_deep(ctx)
+  error(("%s #%d has tables nested more than %d levels deep"):format(ctx.label, ctx.index,
+    MAX_NEST), 0)
 end
 
 local function conv_table(t, ctx)
   local known = lookup_module(t)
   if known then return known end
   if ctx.seen[t] then error(M.where(ctx) .. " is a table that contains itself", 0) end
+  -- A table reached more than once is written once, in the message's list
+  -- of shared tables, and named by its number everywhere it appears.
+  local shared = (ctx.refs[t] or 1) > 1
+  local nest = ctx.nest
+  if shared then
+    local id = ctx.tabid[t]
+    if id then return tab_marker(id) end
+    id = #ctx.tabs + 1
+    ctx.tabid[t], ctx.tabs[id] = id, t
+    ctx.marked, ctx.nest = true, 1
+  else
+    if nest >= MAX_NEST then too_deep(ctx) end
+    ctx.nest = nest + 1
+  end
   ctx.seen[t] = true
   local out
   for k, v in pairs(t) do
@@ -129,8 +166,80 @@ local function conv_table(t, ctx)
     if out then out[ck] = cv end
   end
   ctx.seen[t] = nil
+  ctx.nest = nest
+  if shared then
+    local id = ctx.tabid[t]
+    ctx.tabs[id] = out or t
+    return tab_marker(id)
+  end
   return out or t
 end
+
+-- How many times each table (and function) is reached from v, so that
+-- conv_table knows the shared ones before it writes their first copy.
+-- Depth d is bounded: conv stops at MAX_NEST levels of tables that are not
+-- shared, and what is not counted is copied where it appears.
+local COUNT_DEPTH = 1000
+local function count_refs(v, refs, d)
+  local tv = type(v)
+  if d > COUNT_DEPTH then return end
+  if tv == "table" then
+    local n = refs[v]
+    if n then refs[v] = n + 1; return end
+    refs[v] = 1
+    if lookup_module(v) then return end
+    for k, x in pairs(v) do
+      if type(k) == "table" or type(k) == "function" then count_refs(k, refs, d + 1) end
+      local tx = type(x)
+      if tx == "table" or tx == "function" then count_refs(x, refs, d + 1) end
+    end
+  elseif tv == "function" then
+    if refs[v] then return end
+    refs[v] = 1
+    local i = 1
+    while true do
+      local name, x = debug.getupvalue(v, i)
+      if name == nil then break end
+      local tx = type(x)
+      if tx == "table" or tx == "function" then count_refs(x, refs, d + 1) end
+      i = i + 1
+    end
+  end
+end
+
+-- True when t is a tree of plain values: numbers, strings, booleans and
+-- tables of them, each table reached once, nested at most MAX_NEST deep,
+-- keys not tables. string.buffer then encodes it as it is, with no
+-- conversion. `seen` holds the sub-tables met so far (the root is checked
+-- by identity: a flat table inserts nothing).
+local function tree(t, seen, root, d)
+  for k, v in pairs(t) do
+    local tv = type(v)
+    if tv == "table" then
+      if seen[v] or v == root or d >= MAX_NEST then return false end
+      seen[v] = true
+      if not tree(v, seen, root, d + 1) then return false end
+    elseif tv ~= "number" and tv ~= "string" and tv ~= "boolean" then
+      return false
+    end
+    local tk = type(k)
+    if tk ~= "number" and tk ~= "string" and tk ~= "boolean" then return false end
+  end
+  return true
+end
+
+local scratch = {}       -- empty between calls; nil while one is running
+--- True when the table t can cross as string.buffer encodes it (no
+-- functions, cdata or other values that need conversion; no shared or
+-- cyclic sub-tables; not too deep).
+function M.plain(t)
+  local seen = scratch or {}
+  scratch = nil
+  local ok = tree(t, seen, t, 1)
+  if next(seen) == nil then scratch = seen else scratch = {} end
+  return ok
+end
+local plain = M.plain
 
 function conv(v, ctx)
   local tv = type(v)
@@ -171,6 +280,7 @@ local function context(label)
   local ctx = scratch
   if ctx.objs then ctx = new_context() end   -- an encode inside an encode (a finalizer?)
   ctx.objs, ctx.fns, ctx.label, ctx.marked, ctx.cdata = {}, {}, label, nil, nil
+  ctx.refs, ctx.tabs, ctx.tabid = {}, {}, {}
   return ctx
 end
 
@@ -178,34 +288,42 @@ local function release(ctx)
   if ctx.fns[1] then ctx.fnid = {} end
   local path = ctx.path
   for i = 1, #path do path[i] = nil end
-  ctx.objs, ctx.fns = nil, nil
+  ctx.objs, ctx.fns, ctx.refs, ctx.tabs, ctx.tabid = nil, nil, nil, nil, nil
 end
 
 function M.encode(fname, label, first, level, ...)
   local n = select("#", ...)
   local ctx                -- made on the first value that is not plain
   local v = {}
+  looked = false
+  local slow                -- the values that need conversion
   for i = 1, n do
     local x = select(i, ...)
     local tx = type(x)
-    if tx == "number" or tx == "string" or tx == "boolean" or tx == "nil" then
-      v[i] = x
-    else
+    v[i] = x
+    if not (tx == "number" or tx == "string" or tx == "boolean" or tx == "nil"
+      or (tx == "table" and plain(x))) then
       ctx = ctx or context(label)
-      ctx.index, ctx.depth = first + i - 1, 0
-      local ok, r = pcall(conv, x, ctx)
-      if not ok then
-        ctx.seen = {}                          -- left set by the error
-        release(ctx)
-        error(fname .. ": " .. tostring(r), level + 1)
-      end
-      v[i] = r
+      count_refs(x, ctx.refs, 1)
+      slow = slow or {}
+      slow[#slow + 1] = i
     end
+  end
+  for j = 1, slow and #slow or 0 do
+    local i = slow[j]
+    ctx.index, ctx.depth, ctx.nest = first + i - 1, 0, 0
+    local ok, r = pcall(conv, v[i], ctx)
+    if not ok then
+      ctx.seen = {}                          -- left set by the error
+      release(ctx)
+      error(fname .. ": " .. tostring(r), level + 1)
+    end
+    v[i] = r
   end
   local w = { n = n, v = v }
   local objs = NONE
   if ctx then
-    if ctx.marked then w.m = true; w.f = ctx.fns end
+    if ctx.marked then w.m = true; w.f = ctx.fns; w.t = ctx.tabs end
     objs = ctx.objs
     release(ctx)
   end
@@ -224,6 +342,8 @@ local function unmark_table(t, d)
   if kind ~= nil then
     if kind == "f" then
       return d.fns[t.i]
+    elseif kind == "r" then
+      return d.tabs[t.i]
     elseif kind == "m" then
       return require(t.n)
     elseif kind == "mf" then
@@ -271,7 +391,7 @@ function M.decode(data, len, msg, cache)
   local v = w.v
   v.n = w.n
   if not w.m then return v end
-  local d = { msg = msg, fns = {} }
+  local d = { msg = msg, fns = {}, tabs = w.t or {} }
   local used = {}
   for i, e in ipairs(w.f) do
     local f = cache and not used[e.c] and cache.fns[e.c]
@@ -285,6 +405,7 @@ function M.decode(data, len, msg, cache)
     used[e.c] = true
     d.fns[i] = f
   end
+  for i = 1, #d.tabs do unmark_table(d.tabs[i], d) end   -- in place: identity kept
   for i, e in ipairs(w.f) do
     for j = 1, e.n do
       debug.setupvalue(d.fns[i], j, unmark(e.u[j], d))
