@@ -125,15 +125,35 @@ int   ffipar_shm_new(ffipar_shm **out, size_t size);
 void *ffipar_shm_data(const ffipar_shm *s);
 size_t ffipar_shm_size(const ffipar_shm *s);
 
-/* The race check of checked arrays. A phase is a span in which the same
-** slot must not be written by two threads; 0 means "no phase". */
+/* The race check of checked arrays. A phase is one parallel call (or a
+** par.phase); a strand is one piece of it that may run concurrently with the
+** others: a chunk of a parallel call, a task or a spawned function. Phase 0
+** means "no phase"; strand 0 means "not a strand". */
 int      ffipar_phase_begin(void);   /* returns the new phase number */
 void     ffipar_phase_end(void);
 int      ffipar_phase_current(void);
-/* Record that the calling thread writes slot i of a checked array whose
-** per-slot marks are `marks`; returns 0, or the id + 1 of another thread
-** that wrote the slot earlier in the current phase. */
-int      ffipar_race_mark(void *marks, int64_t i);
+/* Number `count` new strands of the current phase and remember what they
+** are for messages: `what` (len bytes, e.g. "pool:parallel_for at x.lua:3"),
+** and for chunks `chunk` > 0 and `n` (strand base + k is the chunk
+** [k*chunk, min((k+1)*chunk, n))). Returns the first strand (>= 1), or 0
+** outside a phase or when out of memory. Any thread. */
+int64_t  ffipar_strand_new(int64_t count, int64_t chunk, int64_t n, const char *what, size_t len);
+/* Describe strand `id` of phase `phase`: copies its text (at most cap - 1
+** bytes, NUL-terminated) into buf, sets *k (its number within its range)
+** and *chunk, *n as given to ffipar_strand_new. Returns 0, or -1 if unknown. */
+int      ffipar_strand_describe(int64_t phase, int64_t id, char *buf, size_t cap,
+                                int64_t *k, int64_t *chunk, int64_t *n);
+/* A checked array's marks are 3 uint64_t per slot, 8-byte aligned: the
+** writer and two readers of the slot, each (phase << 32) | strand. `me` is
+** the caller's (phase << 32) | strand. Record a read (write) of slot i;
+** returns 0, or the strand of another strand of the same phase that wrote
+** the slot (> 0), or that read a slot the caller writes (< 0: -strand). */
+int64_t  ffipar_race_read(uint64_t *marks, int64_t i, uint64_t me);
+int64_t  ffipar_race_write(uint64_t *marks, int64_t i, uint64_t me);
+/* Check mode (par.check, FFIPAR_CHECK): -1 not set yet, 0 off, 1 on; one
+** process-wide setting, so workers see what the main thread chose. */
+int      ffipar_check_get(void);
+void     ffipar_check_set(int on);
 
 /* @section mutex */
 

@@ -17,6 +17,7 @@ local where = {
   spawn = "thread", cpus = "thread", cancelled = "thread", id = "thread",
   sleep = "thread", now = "thread",
   cdef = "shm", array = "shm", new = "shm", phase = "shm",
+  check = "check",
   mutex = "mutex", cond = "cond", barrier = "barrier", semaphore = "semaphore",
   atomic = "atomic", atomics = "atomic",
   gate = "gate", atomically = "gate",

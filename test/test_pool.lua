@@ -327,7 +327,7 @@ function TestPool:testRaceCheckInParallelFor()
   end, a)
   lu.assertFalse(ok)
   lu.assertStrContains(err, "race on checked array 'best' index 0")
-  lu.assertStrMatches(err, ".*written by worker %d+ and worker %d+.*")
+  lu.assertStrMatches(err, ".*written by chunk %[%d+, %d+%) and chunk %[%d+, %d+%) of pool:parallel_for at test/test_pool.lua:%d+.*")
 end
 
 function TestPool:testCloseWaitsAndIsIdempotent()

@@ -10,6 +10,7 @@ local ffi = require "ffi"
 local lib = require "ffipar.lib"
 local codec = require "ffipar.codec"
 local shm = require "ffipar.shm"
+local check = require "ffipar.check"
 require "ffipar.thread"               -- tasks are thread objects: join, status, cancel
 local C = lib.C
 lib.declare("thread")
@@ -79,7 +80,12 @@ function pool:submit(fn, ...)
   if type(fn) ~= "function" then
     lib.argerror("pool:submit", "argument #1 must be a function, got " .. type(fn))
   end
-  local msg = codec.encode("pool:submit", "argument", 1, 2, fn, ...)
+  local me, msg = check.task_strand("task", "pool:submit", 2), nil   -- a strand inside par.phase
+  if me then
+    msg = codec.encode("pool:submit", "argument", -1, 2, check.task_runner, me, fn, ...)
+  else
+    msg = codec.encode("pool:submit", "argument", 1, 2, fn, ...)
+  end
   local rc = C.ffipar_pool_submit(self.c, msg, tout)
   if rc ~= 0 then error("pool:submit: " .. select(2, lib.fail(rc)), 2) end
   return lib.own(tout[0])
@@ -106,23 +112,30 @@ M._methods = { pool = pool }
 
 ---- parallel loops ----
 
--- These run in the workers. `job` is a shared int64_t[2] (next index,
--- abort flag). body(lo, hi) runs for each chunk [lo, hi) this worker
+-- These run in the workers. `job` is a shared int64_t[3] (next index,
+-- abort flag, the race check's mark of the first chunk's strand or 0).
+-- body(lo, hi) runs for each chunk [lo, hi) this worker
 -- claims; chunks are claimed dynamically, so uneven work still ends
--- together, and each worker's chunks come in increasing order. An error
+-- together, and each worker's chunks come in increasing order. Each chunk
+-- is a strand of the race check (ffipar.check). An error
 -- stops the other workers from claiming more and is raised again, with the
 -- worker's traceback.
 local function claim_chunks(job, n, chunk, body)
   local C = require("ffipar.lib").C
   require("ffipar.lib").declare("pool")
   local p = job:ptr()
+  local first = p[2]
+  local cur = first ~= 0 and require("ffipar.check").cur or nil
+  local outer = cur and cur[0]
   local ok, err = xpcall(function()
     while true do
       local lo = C.ffipar_pool_claim(p, chunk, n)
       if lo < 0 then return end
+      if cur then cur[0] = first + lo / chunk end
       body(lo, math.min(lo + chunk, n))
     end
   end, debug.traceback)
+  if cur then cur[0] = outer end
   if not ok then
     C.ffipar_pool_abort(p)
     error(err, 0)
@@ -136,6 +149,11 @@ local function fixed_args(fn, ...)
   if select("#", ...) <= 4 then return fn, ... end
   local args, f = { n = select("#", ...), ... }, fn
   return function(i) return f(i, unpack(args, 1, args.n)) end
+end
+
+-- In check mode the runner runs under a watch for lost Lua-side writes.
+local function watched(runner, job, n, chunk, fn, ...)
+  return require("ffipar.check").run_parallel(runner, job, n, chunk, fn, ...)
 end
 
 local function run_chunks(job, n, chunk, fn, ...)
@@ -201,13 +219,28 @@ local function run_parallel(self, fname, n, fn, runner, ...)
     lib.argerror(fname, "argument #2 must be a function, got " .. type(fn), 3)
   end
   if n == 0 then return {} end
-  local job = shm.array("int64_t", 2)
-  local chunk = math.max(1, math.ceil(n / (self.n * 16)))
+  local job = shm.array("int64_t", 3, { checked = false })
+  -- In check mode the chunks depend on n only, so a race report names the
+  -- same chunks on every run and pool size, and the runner runs under a
+  -- watch for lost Lua-side writes.
+  local checking = check.on()
+  local chunk = checking and math.ceil(n / check.CHUNKS) or math.max(1, math.ceil(n / (self.n * 16)))
+  local site = fname .. " at " .. check.site(3)
   -- One message a worker (a message is consumed by its task). The first
   -- checks that every value can cross; the others can only run out of memory.
-  local msgs = { codec.encode(fname, "argument", -2, 3, runner, job, n, chunk, fn, ...) }
+  local msgs = {}
+  if checking then
+    msgs[1] = codec.encode(fname, "argument", -3, 3, watched, runner, job, n, chunk, fn, ...)
+  else
+    msgs[1] = codec.encode(fname, "argument", -2, 3, runner, job, n, chunk, fn, ...)
+  end
   for i = 2, self.n do
-    local ok, msg = pcall(codec.encode, fname, "argument", -2, 1, runner, job, n, chunk, fn, ...)
+    local ok, msg
+    if checking then
+      ok, msg = pcall(codec.encode, fname, "argument", -3, 1, watched, runner, job, n, chunk, fn, ...)
+    else
+      ok, msg = pcall(codec.encode, fname, "argument", -2, 1, runner, job, n, chunk, fn, ...)
+    end
     if not ok then
       for j = 1, #msgs do C.ffipar_msg_free(msgs[j]) end
       error(msg, 3)
@@ -216,6 +249,7 @@ local function run_parallel(self, fname, n, fn, runner, ...)
   end
   local futures, results, first_err, cancelled = {}, {}, nil, false
   shm.phase(function()
+    job:ptr()[2] = check.chunk_strands(math.ceil(n / chunk), chunk, n, site)
     for i = 1, self.n do
       local rc = C.ffipar_pool_submit(self.c, msgs[i], tout)   -- consumes msgs[i]
       if rc ~= 0 then

@@ -4,6 +4,7 @@
 local ffi = require "ffi"
 local lib = require "ffipar.lib"
 local codec = require "ffipar.codec"
+local check = require "ffipar.check"
 local C = lib.C
 lib.declare("shm")
 
@@ -132,6 +133,74 @@ local function index_error(a, i)
     :format(tostring(i), describe(a), a.n), 3)
 end
 
+-- The race check (see ffipar.check): cur[0] is this state's strand. The
+-- accessors skip the C call when the slot already records the strand
+-- (the common case of a strand touching a slot again).
+local cur = check.cur
+
+local function race_error(a, i, other, mine, level)
+  error(check.race_message(describe(a), i, other, mine, cur[0]), level + 1)
+end
+
+local function mark_read(a, i, level)
+  local me = cur[0]
+  if me ~= 0 then
+    local m = a.marks + 3 * i
+    if m[0] ~= me and m[1] ~= me and m[2] ~= me then
+      local other = C.ffipar_race_read(a.marks, i, me)
+      if other ~= 0 then race_error(a, i, other, "read", level + 1) end
+    end
+  end
+end
+
+local function mark_write(a, i, level)
+  local me = cur[0]
+  if me ~= 0 and a.marks[3 * i] ~= me then
+    local other = C.ffipar_race_write(a.marks, i, me)
+    if other ~= 0 then race_error(a, i, other, "written", level + 1) end
+  end
+end
+
+-- An element of a checked array of structs (or arrays) is a checked
+-- reference: reading a field is a read of the slot, writing one a write.
+-- Fields that are themselves structs or arrays give checked references too.
+local elem_mt = {}
+local aggregate = {}        -- ctype id -> true for references to structs, unions, arrays
+
+local function is_aggregate(v)
+  if type(v) ~= "cdata" then return false end
+  local id = tonumber(ffi.typeof(v))
+  local agg = aggregate[id]
+  if agg == nil then
+    agg = tostring(ffi.typeof(v)):match("&>$") ~= nil
+    aggregate[id] = agg
+  end
+  return agg
+end
+
+-- A value to store: a checked reference stands for its contents (a read).
+local function plain(v, level)
+  if getmetatable(v) == elem_mt then
+    mark_read(v.a, v.i, level + 1)
+    return v.r
+  end
+  return v
+end
+
+elem_mt.__index = function(e, k)
+  mark_read(e.a, e.i, 2)
+  local v = e.r[k]
+  if is_aggregate(v) then return setmetatable({ a = e.a, i = e.i, r = v }, elem_mt) end
+  return v
+end
+elem_mt.__newindex = function(e, k, v)
+  mark_write(e.a, e.i, 2)
+  e.r[k] = plain(v, 2)
+end
+elem_mt.__tostring = function(e)
+  return ("ffipar: checked element %d of '%s'"):format(e.i, describe(e.a))
+end
+
 local function view_ctype(elem, name, checked)
   local key = checked and name .. "\0checked" or name
   local ct = views[key]
@@ -151,20 +220,42 @@ local function view_ctype(elem, name, checked)
       return methods[i]
     end
     mt.__newindex = function(a, i, v) a.p[i] = v end
-  else
+  elseif is_aggregate(ffi.new(ffi.typeof("$[1]", elem))[0]) then
     mt.__index = function(a, i)
       if type(i) == "number" then
         if i < 0 or i >= a.n or i % 1 ~= 0 then index_error(a, i) end
+        return setmetatable({ a = a, i = i, r = a.p[i] }, elem_mt)
+      end
+      return methods[i]
+    end
+    mt.__newindex = function(a, i, v)
+      if type(i) ~= "number" or i < 0 or i >= a.n or i % 1 ~= 0 then index_error(a, i) end
+      mark_write(a, i, 2)
+      a.p[i] = plain(v, 2)
+    end
+  else
+    -- Written out (not mark_read/mark_write) to keep the JIT's traces short.
+    mt.__index = function(a, i)
+      if type(i) == "number" then
+        if i < 0 or i >= a.n or i % 1 ~= 0 then index_error(a, i) end
+        local me = cur[0]
+        if me ~= 0 then
+          local m = a.marks + 3 * i
+          if m[0] ~= me and m[1] ~= me and m[2] ~= me then
+            local other = C.ffipar_race_read(a.marks, i, me)
+            if other ~= 0 then race_error(a, i, other, "read", 2) end
+          end
+        end
         return a.p[i]
       end
       return methods[i]
     end
     mt.__newindex = function(a, i, v)
       if type(i) ~= "number" or i < 0 or i >= a.n or i % 1 ~= 0 then index_error(a, i) end
-      local other = C.ffipar_race_mark(a.marks, i)
-      if other ~= 0 then
-        error(("ffipar: race on checked array '%s' index %d: written by %s and %s in the same parallel phase")
-          :format(describe(a), i, lib.thread_name(other - 1), lib.thread_name(C.ffipar_self_id())), 2)
+      local me = cur[0]
+      if me ~= 0 and a.marks[3 * i] ~= me then
+        local other = C.ffipar_race_write(a.marks, i, me)
+        if other ~= 0 then race_error(a, i, other, "written", 2) end
       end
       a.p[i] = v
     end
@@ -176,10 +267,17 @@ local function view_ctype(elem, name, checked)
   return ct
 end
 
+-- A checked array's memory: the elements, then 3 uint64_t marks a slot
+-- (see csrc/shm.c) from the first 8-byte boundary after them.
+local MARKS = 24
+local function marks_offset(size, n)
+  return math.ceil(size * n / 8) * 8
+end
+
 local function make_view(obj, elem, name, n, checked, size)
   local ct = view_ctype(elem, name, checked)
   local data = C.ffipar_shm_data(obj)
-  local marks = checked and ffi.cast("uint64_t *", ffi.cast("char *", data) + size * n) or nil
+  local marks = checked and ffi.cast("uint64_t *", ffi.cast("char *", data) + marks_offset(size, n)) or nil
   return ct(obj, n, ffi.cast(view_info[tonumber(ct)].ptr, data), marks)
 end
 
@@ -191,8 +289,10 @@ function M.array(ctype, n, opts)
   if type(opts) ~= "nil" and type(opts) ~= "table" then
     lib.argerror("ffipar.array", "options must be a table or nil, got " .. type(opts))
   end
-  local checked = opts and opts.checked and true or false
-  local bytes = n * size + (checked and n * 8 or 0)
+  local checked = opts and opts.checked
+  if checked == nil then checked = check.on() end   -- check mode: every array unless told
+  checked = checked and true or false
+  local bytes = checked and marks_offset(size, n) + n * MARKS or n * size
   if bytes > MAX_BYTES then
     lib.argerror("ffipar.array", ("length %d of '%s' is too large (%.0f bytes)"):format(n, name, bytes))
   end

@@ -118,7 +118,13 @@ function M.spawn(fn, ...)
     lib.argerror("ffipar.spawn", "argument #1 must be a function, got " .. type(fn))
   end
   M.cache_modules()
-  local msg = codec.encode("ffipar.spawn", "argument", 1, 2, fn, ...)
+  local check = require "ffipar.check"
+  local me, msg = check.task_strand("spawned function", "par.spawn", 2), nil  -- a strand inside par.phase
+  if me then
+    msg = codec.encode("ffipar.spawn", "argument", -1, 2, check.task_runner, me, fn, ...)
+  else
+    msg = codec.encode("ffipar.spawn", "argument", 1, 2, fn, ...)
+  end
   local rc = C.ffipar_thread_new(out, msg, package.path, package.cpath)
   if rc ~= 0 then error("ffipar.spawn: " .. select(2, lib.fail(rc)), 2) end
   return lib.own(out[0])

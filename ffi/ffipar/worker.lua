@@ -28,6 +28,7 @@ local function new_task()
   local loaded = package.loaded
   if loaded["ffipar.mutex"] then loaded["ffipar.mutex"].new_task() end
   if loaded["ffipar.gate"] then loaded["ffipar.gate"].new_task() end
+  if loaded["ffipar.check"] then loaded["ffipar.check"].new_task() end
 end
 
 local function call(t, data)
