@@ -29,6 +29,7 @@
 --   "release?"    integer in [1, 2^31 - 1] or nil
 --   "string?"     a string or nil
 --   "opts?"       a table or nil
+--   "bool?"       a boolean or nil
 --   "ctype" / "ctype?"  a type name or a named ctype (string / ctype cdata)
 --   "cdecl"       C declarations (string)
 --   "value"       a value that crosses (not nil)
@@ -52,6 +53,7 @@ M.functions = {
   { "array", "ctype", "count0", "opts?" },
   { "new", "ctype", "any" },
   { "phase", "function", "..." },
+  { "check", "bool?" },
   { "mutex" },
   { "cond" },
   { "barrier", "barrier_n" },

@@ -66,6 +66,8 @@ T["release?"] = { sample = function() return 1 end,
   accepts = function(v) return type(v) == "nil" or isint(v, 1, 2^31 - 1) end }
 T["string?"] = { sample = function() return "misuse" end,
   accepts = function(v) return type(v) == "nil" or type(v) == "string" end }
+T["bool?"] = { sample = function() return false end,
+  accepts = function(v) return type(v) == "nil" or type(v) == "boolean" end }
 T["opts?"] = { sample = function() return nil end,
   accepts = function(v) return type(v) == "nil" or type(v) == "table" end }
 local function ctype_ok(v)

@@ -19,6 +19,9 @@ lib.declare("shm")
 
 local M = {}
 
+-- (Locals: while a watch is on, this state's globals are moved aside.)
+local next, rawset, rawequal, setmetatable, getmetatable = next, rawset, rawequal, setmetatable, getmetatable
+
 -- This state's current strand as a mark, (phase << 32) | strand; 0 when
 -- the code running is no strand (outside a phase, or the caller's own code
 -- in par.phase). Checked arrays read it on every access.
@@ -49,7 +52,7 @@ end
 --- par.check(true | false): check mode on or off for the whole process
 -- (arrays made before keep their kind); par.check() tells whether it is on.
 function M.check(on)
-  if on == nil then return M.on() end
+  if type(on) == "nil" then return M.on() end   -- (a NULL cdata == nil)
   if type(on) ~= "boolean" then
     lib.argerror("ffipar.check", "argument #1 must be a boolean or nil, got " .. type(on))
   end
@@ -210,19 +213,33 @@ local function start_watch(fn, first, ...)
   for k = 1, select("#", ...) do
     collect((select(k, ...)), "argument #" .. (first + k - 1), seen, out, modules)
   end
-  local w = { fn = fn, tables = out, env = env, globals = {}, assigned = nil }
-  for k, x in next, env do w.globals[k] = x end
+  local w = { fn = fn, tables = out, env = env, shadow = {}, assigned = nil }
+  -- The globals move to a shadow table for the watch, so that every
+  -- assignment, to a new global or an existing one, goes through
+  -- __newindex (whatever earlier tasks left in this worker's globals).
+  local shadow = w.shadow
+  for k, x in next, env do shadow[k] = x end
+  for k in next, shadow do rawset(env, k, nil) end
   local old = getmetatable(env)
   w.old_mt = old
-  local oldnew = old and old.__newindex
+  local index = shadow
+  if old and old.__index then
+    local oldindex = old.__index
+    index = function(t, k)
+      local x = shadow[k]
+      if x ~= nil then return x end
+      if type(oldindex) == "function" then return oldindex(t, k) end
+      return oldindex[k]
+    end
+  end
   setmetatable(env, {
-    __index = old and old.__index,
-    __newindex = function(t, k, v)
+    __index = index,
+    __newindex = function(_, k, x)
       if not w.assigned then
         local info = debug.getinfo(2, "Sl")
         w.assigned = { k = k, at = info and ("%s:%d"):format(info.short_src, info.currentline) or "?" }
       end
-      if oldnew then oldnew(t, k, v) else rawset(t, k, v) end
+      shadow[k] = x
     end,
   })
   watch = w
@@ -234,6 +251,7 @@ local function stop_watch()
   if not w then return end
   watch = nil
   setmetatable(w.env, w.old_mt)
+  for k, x in next, w.shadow do rawset(w.env, k, x) end
   return w
 end
 
@@ -242,14 +260,9 @@ end
 local function report(w, what)
   local lost = "; each worker has its own copy, so the write is lost to the caller and to the other workers"
   local g = w.assigned
-  if not g then
-    for k, x in next, w.env do
-      if not rawequal(w.globals[k], x) then g = { k = k }; break end
-    end
-  end
   if g then
     return ("ffipar.check: %s (the function at %s) assigned the global %s%s%s"):format(
-      what, where(w.fn), key_text(g.k), g.at and " at " .. g.at or "",
+      what, where(w.fn), key_text(g.k), " at " .. g.at,
       "; globals are per worker, so the write is lost to the caller and to the other workers")
   end
   local path, k = changed(w.tables)

@@ -290,7 +290,7 @@ function M.array(ctype, n, opts)
     lib.argerror("ffipar.array", "options must be a table or nil, got " .. type(opts))
   end
   local checked = opts and opts.checked
-  if checked == nil then checked = check.on() end   -- check mode: every array unless told
+  if type(checked) == "nil" then checked = check.on() end   -- check mode: every array unless told
   checked = checked and true or false
   local bytes = checked and marks_offset(size, n) + n * MARKS or n * size
   if bytes > MAX_BYTES then
