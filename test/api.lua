@@ -35,6 +35,7 @@
 --   "value"       a value that crosses (not nil)
 --   "item"        an item of the typed channel (a double)
 --   "darray"      an array of doubles (cdata array or par.array)
+--   "rec" / "rec_into?" / "recarray"   a misuse_rec_t (or a table) / one to pop into / an array of them
 --   "lo?"         an index >= 0 or nil (into the sample darray of 8 with n = 2)
 --   "held_mutex"  a par.mutex held by this thread
 --   "channels"    a list of channels
@@ -176,6 +177,23 @@ M.kinds = {
       { "pop", "timeout?", "any" },
       { "push_many", "darray", "count1", "timeout?", "lo?" },
       { "pop_many", "darray", "count1", "timeout?", "lo?" },
+      { "close" },
+      { "closed" },
+      { "cap" },
+      { "iter" },
+    } },
+  -- a typed channel of structs (misuse_rec_t, declared by the suite) holding 4 items
+  { "struct channel", var = "ch",
+    make = function(par)
+      local ch = par.channel(8, "misuse_rec_t")
+      for i = 1, 4 do ch:push({ i, i }) end
+      return ch
+    end,
+    methods = {
+      { "push", "rec", "timeout?" },
+      { "pop", "timeout?", "rec_into?" },
+      { "push_many", "recarray", "count1", "timeout?", "lo?" },
+      { "pop_many", "recarray", "count1", "timeout?", "lo?" },
       { "close" },
       { "closed" },
       { "cap" },

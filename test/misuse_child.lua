@@ -105,6 +105,22 @@ T["darray"] = { sample = function() return ffi.new("double[8]") end,
     if tostring(ffi.typeof(v)):match("^ctype<double %[%d+%]>$") then return ffi.sizeof(v) >= 16 end
     return false
   end }
+par.cdef "typedef struct { int32_t a; double b; } misuse_rec_t;"
+local recp = ffi.typeof("misuse_rec_t *")
+local rect = ffi.typeof("misuse_rec_t")
+T["rec"] = { sample = function() return ffi.new("misuse_rec_t") end,
+  accepts = function(v)
+    if type(v) == "table" then return nil end
+    return type(v) == "cdata" and ffi.istype(rect, v) and v ~= nil
+  end }
+T["rec_into?"] = { sample = function() return nil end,
+  accepts = function(v) return type(v) == "nil" or (ffi.istype(rect, v) and v ~= nil) end }
+T["recarray"] = { sample = function() return ffi.new("misuse_rec_t[8]") end,
+  accepts = function(v)
+    if type(v) ~= "cdata" then return false end
+    if ffi.istype(recp, v) then return v ~= nil end
+    return tostring(ffi.typeof(v)):match("^ctype<struct %d+ %[(%d+)%]>$") ~= nil and ffi.sizeof(v) >= 2 * ffi.sizeof(rect)
+  end }
 T["lo?"] = { sample = function() return nil end,
   accepts = function(v) return type(v) == "nil" or isint(v, 0, 6) end }
 T["held_mutex"] = { sample = function() local m = par.mutex(); m:lock(); return m end,
@@ -128,7 +144,8 @@ local function classes()
     { "int64 5", ffi.new("int64_t", 5) }, { "uint64 max", 0xFFFFFFFFFFFFFFFFULL },
     { "NaN", 0 / 0 }, { "inf", math.huge }, { "-inf", -math.huge }, { "-1", -1 },
     { "0.5", 0.5 }, { "2^53", 2^53 }, { "1e300", 1e300 },
-    { "a gate", par.gate() },
+    { "a gate", par.gate() }, { "NULL misuse_rec_t*", ffi.cast("misuse_rec_t *", nil) },
+    { "misuse_rec_t[1]", ffi.new("misuse_rec_t[1]") }, { "a par.array<double>", par.array("double", 8) },
   }
   return c
 end

@@ -219,3 +219,22 @@ function TestAtomic:testHotLoopsCompile()
   lu.assertEquals(n:load(), 1000)
   lu.assertEquals(a[0], 1000)
 end
+
+-- Issue #11: a uint64_t above INT64_MAX is refused (it would become a
+-- negative value); int64 and smaller uint64 values are exact.
+function TestAtomic:testOutOfRangeUint64IsAnError()
+  lu.assertErrorMsgContains("ffipar.atomic: initial value must be an integer in int64_t range, got "
+    .. "18446744073709551615ULL", par.atomic, 0xFFFFFFFFFFFFFFFFULL)
+  lu.assertErrorMsgContains("ffipar.atomic: initial value must be an integer in int64_t range",
+    par.atomic, 0x8000000000000000ULL)
+  lu.assertEquals(par.atomic(0x7FFFFFFFFFFFFFFFULL):load64(), 0x7FFFFFFFFFFFFFFFLL)
+  lu.assertEquals(par.atomic(-1LL):load64(), -1LL)
+  local n = par.atomic(0)
+  lu.assertErrorMsgContains("n:add: argument #1 must be an integer in int64_t range", n.add, n,
+    0xFFFFFFFFFFFFFFFFULL)
+  lu.assertErrorMsgContains("ffipar.atomics.store: argument #2 must be an integer in int64_t range",
+    par.atomics.store, par.array("int64_t", 1):ptr(), 0xFFFFFFFFFFFFFFFFULL)
+  lu.assertErrorMsgContains("ffipar.atomic: initial value must be an integer in int64_t range, got NULL void *",
+    par.atomic, ffi.cast("void *", nil))
+  lu.assertEquals(n:load(), 0)
+end

@@ -593,3 +593,86 @@ function TestChannel:testWakeNotLostWhenAWaiterIsCancelled()
   table.sort(got)
   lu.assertEquals(got, { "a", "b" })          -- joins (10 s) end before the pops' 20 s
 end
+
+-- Issue #11: typed batches check what they are given before any byte moves.
+function TestChannel:testTypedRefusesNullPointers()
+  local ch = par.channel(4, "test_rec_t")
+  local null = ffi.cast("test_rec_t *", nil)
+  lu.assertErrorMsgContains("ch:push: expected test_rec_t, got a NULL pointer", ch.push, ch, null)
+  lu.assertErrorMsgContains("ch:push_many: expected an array of test_rec_t", ch.push_many, ch, null, 1)
+  lu.assertErrorMsgContains("got a NULL test_rec_t *", ch.pop_many, ch, null, 1)
+  lu.assertEquals(#ch, 0)
+end
+
+function TestChannel:testBatchesRefuseArraysOfAnotherType()
+  local ints = par.channel(8, "int32_t")
+  for i = 1, 4 do ints:push(i) end
+  -- a smaller element type: popping 4 int32s into 2 chars wrote past the block
+  lu.assertErrorMsgContains("ch:pop_many: expected an array of int32_t (a cdata array, a pointer "
+    .. "or a par.array of int32_t), got ffipar.array<char>[2]", ints.pop_many, ints, par.array("char", 2), 2)
+  lu.assertErrorMsgContains("got ffipar.array<double>[4]", ints.push_many, ints, par.array("double", 4), 4)
+  lu.assertErrorMsgContains("got short [4]", ints.push_many, ints, ffi.new("int16_t[4]"), 4)
+  lu.assertErrorMsgContains("got double *", ints.push_many, ints, ffi.new("double[4]") + 0, 4)
+  local dbl = par.channel(8, "double")
+  lu.assertErrorMsgContains("got ffipar.array<int32_t>[8]", dbl.push_many, dbl, par.array("int32_t", 8), 8)
+  lu.assertEquals(#ints, 4)
+  lu.assertEquals(#dbl, 0)
+  -- the right type still goes through, and a par.array's length is checked
+  local a = par.array("int32_t", 4)
+  lu.assertEquals(ints:pop_many(a, 4, 0), 4)
+  lu.assertEquals({ a[0], a[3] }, { 1, 4 })
+  lu.assertErrorMsgContains("ch:push_many: items [1, 5) are outside the array of 4", ints.push_many, ints, a, 4, 0, 1)
+end
+
+function TestChannel:testBatchesTakeFixedSizeArrays()
+  local ch = par.channel(16, "double")
+  local src, dst = ffi.new("double[8]"), ffi.new("double[8]")
+  for i = 0, 7 do src[i] = i + 0.5 end
+  lu.assertEquals(ch:push_many(src, 8, 0), 8)
+  lu.assertEquals(ch:pop_many(dst, 6, 0, 2), 6)
+  lu.assertEquals({ dst[0], dst[2], dst[7] }, { 0, 0.5, 5.5 })
+  lu.assertErrorMsgContains("ch:push_many: items [0, 9) are outside the array of 8", ch.push_many, ch, src, 9)
+  lu.assertErrorMsgContains("ch:pop_many: items [7, 9) are outside the array of 8", ch.pop_many, ch, dst, 2, 0, 7)
+  lu.assertErrorMsgContains("ch:pop_many: lo must be an integer >= 0 or nil, got -1", ch.pop_many, ch, dst, 2, 0, -1)
+end
+
+function TestChannel:testBoolChannel()
+  local ch = par.channel(4, "bool")
+  lu.assertTrue(ch:push(true))
+  lu.assertTrue(ch:push(false))
+  lu.assertEquals(ch:pop(0), true)
+  lu.assertEquals(ch:pop(0), false)
+  lu.assertErrorMsgContains("ch:push: expected bool, got number", ch.push, ch, 1)
+end
+
+function TestChannel:testWrongStructIsNamed()
+  par.cdef "typedef struct { int a; } test_other_t;"
+  local ch = par.channel(4, "test_rec_t")
+  local ok, err = pcall(ch.push, ch, ffi.new("test_other_t"))
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "ch:push: expected test_rec_t (a test_rec_t cdata, a pointer to one or "
+    .. "a table that initializes one), got test_other_t")
+  lu.assertNil(err:find("struct %d"), err)
+  ok, err = pcall(ch.push, ch, { id = "x" })
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "ch:push: expected test_rec_t, got table that does not initialize one")
+  lu.assertNil(err:find("struct %d"), err)
+end
+
+function TestChannel:testNamedCtypeOfACdefTypedef()
+  local ch = par.channel(4, ffi.typeof("test_rec_t"))
+  lu.assertTrue(ch:push({ id = 7 }))
+  local t = par.spawn(function(ch) return tonumber(ch:pop(5).id) end, ch)
+  lu.assertEquals({ t:join(10) }, { true, 7 })
+  lu.assertStrContains(tostring(ch), "test_rec_t")
+end
+
+function TestChannel:testItemSizeAndAlignmentLimits()
+  par.cdef "typedef struct { char b[2000000]; } test_huge_t;"
+  par.cdef "typedef struct { __attribute__((aligned(128))) int x; } test_al128_t;"
+  lu.assertEquals(ffi.alignof("test_al128_t"), 128)
+  lu.assertErrorMsgContains("ffipar.channel: 'test_huge_t' items are 2000000 bytes; a channel's items "
+    .. "are limited to 1 MiB", par.channel, 2, "test_huge_t")
+  lu.assertErrorMsgContains("ffipar.channel: 'test_al128_t' is aligned to 128 bytes; a channel's "
+    .. "items may be aligned to at most 64", par.channel, 2, "test_al128_t")
+end

@@ -264,3 +264,19 @@ function TestShm:testUnknownTypeInReceiverIsClearAndDoesNotLeak()
   end
   lu.assertEquals(util.settled_live(), before)
 end
+
+-- Issue #11: ffi.typeof of a par.cdef'd typedef is taken where its name is.
+function TestShm:testNamedCtypeOfACdefTypedef()
+  par.cdef "typedef struct { int32_t a; double b; } test_typeof_t;"
+  local ct = ffi.typeof("test_typeof_t")
+  local a = par.array(ct, 3)
+  a[1].b = 2.5
+  local st = par.new(ct, { 4, 0.5 })
+  lu.assertStrContains(tostring(a), "ffipar.array<test_typeof_t>[3]")
+  local t = par.spawn(function(a, st) return a[1].b + st.a end, a, st)
+  lu.assertEquals({ t:join(10) }, { true, 6.5 })
+  -- a struct declared with plain ffi.cdef has no name workers can resolve
+  ffi.cdef "typedef struct { int q; } test_plain_typeof_t;"
+  lu.assertErrorMsgContains("ffipar.array: ctype must be a type name (string) or a named ctype",
+    par.array, ffi.typeof("test_plain_typeof_t"), 1)
+end

@@ -128,7 +128,9 @@ end
 -- The command that starts a child luajit like this one (under `make asan`
 -- and `make tsan`, with the sanitizer's runtime preloaded: see run.lua).
 function M.luajit()
-  local exe = os.getenv("FFIPAR_LUAJIT") or (arg and arg[-1]) or "luajit"
+  local i = -1                      -- the interpreter is arg's lowest index
+  while arg and arg[i - 1] do i = i - 1 end
+  local exe = os.getenv("FFIPAR_LUAJIT") or (arg and arg[i]) or "luajit"
   local preload = os.getenv("FFIPAR_PRELOAD")
   return preload and ("env LD_PRELOAD=" .. preload .. " " .. exe) or exe
 end

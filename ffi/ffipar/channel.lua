@@ -239,7 +239,7 @@ local function typed_kind(name, elem)
   -- of push: no closure, no pcall on the compiled path).
   local function convert(v)
     if type(v) == "nil" then lib.argerror(pname, "cannot push nil", 3) end
-    if ffi_istype(ptr_t, v) then
+    if ffi_istype(ptr_t, v) or ffi_istype(elem, v) then
       if v == nil then lib.argerror(pname, ("expected %s, got a NULL pointer"):format(name), 3) end
       cin[0] = v[0]
       return
@@ -270,7 +270,7 @@ local function typed_kind(name, elem)
     if not ffi_istype(ct, h) then bad_self("ch:push", h) end
     local t = lib.timeout(timeout, pname)
     local rc
-    if ffi_istype(elem, v) then
+    if ffi_istype(elem, v) and v ~= nil then    -- a struct, or a pointer to one (not NULL)
       rc = C.ffipar_channel_push(h.c, v, t)
     else
       if type(v) == is_scalar then cin[0] = v else convert(v) end
@@ -286,7 +286,7 @@ local function typed_kind(name, elem)
     if not ffi_istype(ct, h) then bad_self("ch:pop", h) end
     local t = lib.timeout(timeout, "ch:pop")
     if type(into) ~= "nil" then
-      if not ffi_istype(elem, into) then
+      if not ffi_istype(elem, into) or into == nil then
         lib.argerror("ch:pop", ("argument #2 (into) must be a %s cdata, got %s"):format(name,
           describe(into)), 2)
       end

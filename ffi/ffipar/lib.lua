@@ -108,7 +108,9 @@ end
 -- A value for a message: a NULL pointer shows its type (a handle's
 -- __tostring would read through it).
 function M.show(v)
-  if type(v) == "cdata" and v == nil then return "NULL " .. tostring(ffi.typeof(v)) end
+  if type(v) == "cdata" and v == nil then
+    return "NULL " .. tostring(ffi.typeof(v)):gsub("^ctype<(.*)>$", "%1")
+  end
   return tostring(v)
 end
 
