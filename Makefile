@@ -17,8 +17,14 @@ LUAJIT_INC  ?= $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/inc
 SHIM_CFLAGS  = -std=c11 -fPIC -pthread -fvisibility=hidden $(LUAJIT_INC)
 SHIM_LDFLAGS = -pthread -Wl,-z,nodelete
 
-# Debian packages the two README commands need; `make deps` installs the missing ones.
-DEPS ?= luajit libluajit-5.1-dev lua-unit gcc make pkg-config spin gnuplot-nox
+# Debian packages: `make example` needs EXAMPLE_DEPS; `make test` also TEST_DEPS;
+# `make bench` also BENCH_DEPS (gnuplot draws the chart). `make deps` installs the
+# missing ones, without recommends (gnuplot's would bring ImageMagick and Ghostscript;
+# gcc's would bring libc6-dev, hence listed).
+EXAMPLE_DEPS ?= luajit libluajit-5.1-dev gcc libc6-dev make pkg-config
+TEST_DEPS    ?= lua-unit spin
+BENCH_DEPS   ?= gnuplot-nox
+DEPS ?= $(EXAMPLE_DEPS)
 
 SRCS = $(sort $(wildcard csrc/*.c))
 OBJS = $(SRCS:.c=.o)
@@ -52,7 +58,7 @@ deps:
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
 # The README's first command: the main example on a real input.
@@ -60,6 +66,7 @@ example: deps all
 	$(RUN) $(LUAJIT) examples/stream_stats.lua $(EXAMPLE_INPUT)
 
 # The README's second command: every test; ends with "N passed, M failed".
+test: EXTRA_DEPS += $(TEST_DEPS)
 test: deps all $(CTESTS)
 	$(RUN) $(LUAJIT) test/run.lua $(TESTFLAGS)
 
@@ -91,7 +98,7 @@ tsan:
 # access, a use of uninitialised memory or a definite leak fails the run
 # (valgrind exits 9, and a closing "0 passed, 1 failed" says so to CI).
 VALGRIND = valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite
-valgrind: EXTRA_DEPS += valgrind
+valgrind: EXTRA_DEPS += $(TEST_DEPS) valgrind
 valgrind: deps all $(CTESTS)
 	$(RUN) FFIPAR_VALGRIND="$(VALGRIND)" $(VALGRIND) $(LUAJIT) test/run.lua $(TESTFLAGS); \
 	  rc=$$?; if [ $$rc -eq 9 ]; then echo "valgrind reported errors (above)"; echo "0 passed, 1 failed"; fi; \
@@ -104,12 +111,14 @@ $(LJ2)/usr/bin/luajit:
 	mkdir -p build/luajit2 && cd build/luajit2 && \
 	  apt-get download luajit2 libluajit2-5.1-2 libluajit2-5.1-common >/dev/null && \
 	  for f in *.deb; do dpkg -x $$f root; done
+test-luajit2: EXTRA_DEPS += $(TEST_DEPS)
 test-luajit2: deps all $(CTESTS) $(LJ2)/usr/bin/luajit
 	LD_LIBRARY_PATH=$(LJ2)/usr/lib/x86_64-linux-gnu \
 	  LUA_PATH='ffi/?.lua;test/?.lua;tools/?.lua;$(LJ2)/usr/share/luajit-2.1.0-beta3/?.lua;;' \
 	  FFIPAR_LIB=./$(LIB) FFIPAR_LUAJIT="$(CURDIR)/$(LJ2)/usr/bin/luajit" \
 	  $(LJ2)/usr/bin/luajit test/run.lua $(TESTFLAGS)
 
+bench: EXTRA_DEPS += $(BENCH_DEPS)
 bench: deps all
 	$(MAKE) -C bench/c CC="$(CC)"
 	$(RUN) $(LUAJIT) bench/run.lua $(BENCHFLAGS)
