@@ -21,6 +21,20 @@
 ** per item. Slot seq loads are seq_cst for the same reason (a plain load on
 ** x86). Selectors sleep on a word of their own, registered in every channel
 ** they watch (sel_count tells publishers to look).
+**
+** The readiness descriptor (ch:fd()) is a watcher too: FD_ARMED, the top bit
+** of sel_count, says "the eventfd is not readable, the next publisher must
+** signal it", so push pays nothing for it beyond the load it already does.
+** Under fd_lock, FD_ARMED is set exactly when the eventfd is not readable:
+** fd_fire clears it and signals, fd_rearm resets the eventfd and sets it.
+** Publishers (push, close) publish (seq_cst), then load sel_count (seq_cst);
+** fd_rearm sets FD_ARMED (a seq_cst RMW), then looks for an item or close
+** (seq_cst loads): Dekker again, so either the publisher sees FD_ARMED and
+** fires, or the re-check sees its item and fires. A consumer re-arms after a
+** pop that leaves the channel empty or finds it empty, so the descriptor is
+** readable about when pop(0) would succeed; another consumer may take the
+** item first (a pop(0) then finds nothing, and re-arms). Pop pays one
+** relaxed load of evfd for this, on a cache line it has just written.
 */
 #include "shim.h"
 #include <sched.h>
@@ -68,15 +82,19 @@ struct ffipar_channel {
   char *slots;
   alignas(64) _Atomic uint64_t enq;  /* next push position | CLOSED_BIT */
   alignas(64) _Atomic uint64_t deq;  /* next pop position */
+  _Atomic int evfd;                  /* the readiness descriptor, or -1 (none) or -2 (closed) */
   alignas(64) _Atomic uint32_t closed;     /* mirrors CLOSED_BIT, for consumers that
                                            ** find the ring empty: reading it never
                                            ** pulls enq's line away from producers */
   alignas(64) waitword not_empty;    /* consumers sleep here */
   waitword not_full;                 /* producers sleep here */
-  _Atomic uint32_t sel_count;        /* registered selector nodes */
+  _Atomic uint32_t sel_count;        /* registered selector nodes | FD_ARMED */
   alignas(64) pthread_mutex_t sel_lock;   /* guards the selector list */
   struct sel_node *sel_head;
+  pthread_mutex_t fd_lock;           /* orders firing and re-arming evfd */
 };
+
+#define FD_ARMED (1u << 31)
 
 typedef struct { _Atomic uint64_t seq; } slot_hdr;
 
@@ -184,6 +202,53 @@ static __attribute__((noinline)) void wake_gen(waitword *w)
   }
 }
 
+/* An item or close is there for pop(0). Seq_cst loads (see the top); a
+** stale deq only sends us round again. */
+static int ready(ffipar_channel *c)
+{
+  if (atomic_load(&c->enq) & CLOSED_BIT) return 1;
+  uint64_t pos = atomic_load(&c->deq);
+  for (;;) {
+    uint64_t seq = atomic_load(&slot_at(c, pos)->seq);
+    int64_t dif = (int64_t)(seq - (pos + 1));
+    if (dif == 0) return 1;
+    if (dif < 0) return 0;
+    pos = atomic_load(&c->deq);
+  }
+}
+
+/* Make the descriptor readable if it is armed. Under fd_lock so that a
+** signal never lands between a re-arm's reset and its FD_ARMED. */
+static __attribute__((noinline)) void fd_fire(ffipar_channel *c)
+{
+  pthread_mutex_lock(&c->fd_lock);
+  /* FD_ARMED is never set once the descriptor is closed. */
+  if (atomic_fetch_and(&c->sel_count, ~FD_ARMED) & FD_ARMED)
+    fd_signal(atomic_load_explicit(&c->evfd, memory_order_relaxed));
+  pthread_mutex_unlock(&c->fd_lock);
+}
+
+/* A consumer found the channel empty: reset the descriptor and arm it, then
+** fire it again if an item or close came meanwhile. The unlocked look at
+** FD_ARMED skips the lock when it is already armed; a fire racing with it
+** can leave the descriptor readable on an empty channel, which the pop(0)
+** that readiness leads to re-arms. */
+static __attribute__((noinline)) void fd_rearm(ffipar_channel *c)
+{
+  if (atomic_load(&c->sel_count) & FD_ARMED) return;
+  pthread_mutex_lock(&c->fd_lock);
+  int fd = atomic_load_explicit(&c->evfd, memory_order_relaxed);
+  if (fd >= 0 && !(atomic_load(&c->sel_count) & FD_ARMED)) {
+    fd_reset(fd);
+    atomic_fetch_or(&c->sel_count, FD_ARMED);
+    if (ready(c)) {
+      atomic_fetch_and(&c->sel_count, ~FD_ARMED);
+      fd_signal(fd);
+    }
+  }
+  pthread_mutex_unlock(&c->fd_lock);
+}
+
 static void wake_selectors(ffipar_channel *c)
 {
   pthread_mutex_lock(&c->sel_lock);
@@ -202,12 +267,29 @@ static void wake_selectors(ffipar_channel *c)
 static inline void after_push(ffipar_channel *c)
 {
   if ((uint32_t)atomic_load(&c->not_empty)) wake_gen(&c->not_empty);
-  if (atomic_load(&c->sel_count)) wake_selectors(c);
+  uint32_t watch = atomic_load(&c->sel_count);
+  if (watch) {
+    if (watch & FD_ARMED) fd_fire(c);
+    if (watch & ~FD_ARMED) wake_selectors(c);
+  }
 }
 
+/* After items went out: wake sleeping producers; with a descriptor, re-arm
+** it if the channel is now empty. Relaxed load of evfd: it is set once, and
+** its creator armed it itself; missing it here only leaves it readable for
+** a pop(0) to re-arm. */
 static inline void after_pop(ffipar_channel *c)
 {
   if ((uint32_t)atomic_load(&c->not_full)) wake_gen(&c->not_full);
+  if (atomic_load_explicit(&c->evfd, memory_order_relaxed) >= 0 && !ready(c)) fd_rearm(c);
+}
+
+/* A pop found nothing (timeout): with a descriptor, that consumes a
+** readiness another consumer beat us to. */
+static inline void after_empty_pop(ffipar_channel *c, int rc)
+{
+  if (rc == FFIPAR_ETIMEOUT && atomic_load_explicit(&c->evfd, memory_order_relaxed) >= 0)
+    fd_rearm(c);
 }
 
 typedef int (*op_fn)(ffipar_channel *, void *);
@@ -263,6 +345,8 @@ static void channel_destroy(ffipar_obj *o)
     }
   }
   pthread_mutex_destroy(&c->sel_lock);
+  pthread_mutex_destroy(&c->fd_lock);
+  fd_close(atomic_load_explicit(&c->evfd, memory_order_relaxed));   /* last ref: no one else */
   free(c->slots);
   free(c);
 }
@@ -291,6 +375,8 @@ int ffipar_channel_new(ffipar_channel **out, int64_t cap, size_t size,
   for (uint64_t i = 0; i < c->nslots; i++)
     atomic_init(&slot_at(c, i)->seq, i);
   pthread_mutex_init(&c->sel_lock, NULL);
+  pthread_mutex_init(&c->fd_lock, NULL);
+  atomic_init(&c->evfd, -1);
   obj_init(&c->hdr, FFIPAR_KCHANNEL, channel_destroy);
   *out = c;
   return FFIPAR_OK;
@@ -311,6 +397,7 @@ int ffipar_channel_pop(ffipar_channel *c, void *out, double timeout)
   if (rc != FFIPAR_OK && rc != FFIPAR_ECLOSED)
     rc = wait_op(c, pop_op, out, &c->not_empty, timeout);
   if (rc == FFIPAR_OK) after_pop(c);
+  else after_empty_pop(c, rc);
   return rc;
 }
 
@@ -332,7 +419,7 @@ int ffipar_channel_pop_many(ffipar_channel *c, void *out, int n, double timeout)
   if (n < 1) return FFIPAR_EINVAL;
   char *p = out;
   int rc = wait_op(c, pop_op, p, &c->not_empty, timeout);
-  if (rc != FFIPAR_OK) return rc;
+  if (rc != FFIPAR_OK) { after_empty_pop(c, rc); return rc; }
   int k = 1;
   while (k < n && try_pop(c, p + (size_t)k * c->size) == FFIPAR_OK) k++;
   after_pop(c);
@@ -350,6 +437,9 @@ void ffipar_channel_close(ffipar_channel *c)
   futex_wake(gen_of(&c->not_empty), 0x7fffffff);
   atomic_fetch_add(&c->not_full, GEN_ONE);
   futex_wake(gen_of(&c->not_full), 0x7fffffff);
+  /* Seq_cst, after the fetch_or above: a re-arm that misses the bit has set
+  ** FD_ARMED before this load (see the top). */
+  if (atomic_load(&c->sel_count) & FD_ARMED) fd_fire(c);
   pthread_mutex_lock(&c->sel_lock);
   for (struct sel_node *n = c->sel_head; n; n = n->next) {
     atomic_fetch_add(&n->sel->ev, 1);
@@ -381,6 +471,40 @@ int64_t ffipar_channel_cap(const ffipar_channel *c)
 size_t ffipar_channel_size(const ffipar_channel *c)
 {
   return c->size;
+}
+
+int ffipar_channel_fd(ffipar_channel *c, int *out)
+{
+  pthread_mutex_lock(&c->fd_lock);
+  int fd = atomic_load_explicit(&c->evfd, memory_order_relaxed);
+  if (fd == -1) {
+    fd = fd_new();
+    if (fd < 0) { pthread_mutex_unlock(&c->fd_lock); return FFIPAR_ESYS; }
+    atomic_store_explicit(&c->evfd, fd, memory_order_relaxed);   /* see after_pop */
+    /* Armed first, then the look for what is already there (see the top). */
+    atomic_fetch_or(&c->sel_count, FD_ARMED);
+    if (ready(c)) {
+      atomic_fetch_and(&c->sel_count, ~FD_ARMED);
+      fd_signal(fd);
+    }
+  }
+  pthread_mutex_unlock(&c->fd_lock);
+  if (fd < 0) return FFIPAR_ECLOSED;
+  *out = fd;
+  return FFIPAR_OK;
+}
+
+int ffipar_channel_fd_close(ffipar_channel *c)
+{
+  pthread_mutex_lock(&c->fd_lock);
+  int fd = atomic_load_explicit(&c->evfd, memory_order_relaxed);
+  /* Relaxed: fires and re-arms look again under fd_lock; with FD_ARMED
+  ** cleared, publishers stop calling fd_fire. */
+  atomic_store_explicit(&c->evfd, -2, memory_order_relaxed);
+  atomic_fetch_and(&c->sel_count, ~FD_ARMED);
+  pthread_mutex_unlock(&c->fd_lock);
+  fd_close(fd);
+  return FFIPAR_OK;
 }
 
 /* ---- select ---- */

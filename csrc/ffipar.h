@@ -115,6 +115,19 @@ const char *ffipar_thread_error(const ffipar_thread *t, size_t *len);
 ** ffipar calls return FFIPAR_ECANCELLED. Wakes it if it is blocked. */
 void ffipar_thread_cancel(ffipar_thread *t);
 int  ffipar_thread_id(const ffipar_thread *t);
+/* A readiness descriptor for event loops: an eventfd, made on the first
+** call (later calls give the same one), that turns readable once the thread
+** is done (ffipar_thread_join(t, 0) would return FFIPAR_OK) and not yet
+** joined: the first successful join resets it for good (a descriptor made
+** after that join never turns readable). One readiness per thread. It is
+** closed with the object, or earlier by ffipar_thread_fd_close: never
+** close it yourself. FFIPAR_OK; _ESYS when no descriptor can be made (e.g.
+** EMFILE: errno says); _ECLOSED after ffipar_thread_fd_close. */
+int  ffipar_thread_fd(ffipar_thread *t, int *out);
+/* Close the readiness descriptor now (stop polling it first), so that
+** programs with many threads need not wait for the collector; later
+** ffipar_thread_fd calls return _ECLOSED. Always FFIPAR_OK. */
+int  ffipar_thread_fd_close(ffipar_thread *t);
 
 /* @section shm */
 
@@ -375,6 +388,19 @@ int  ffipar_channel_closed(const ffipar_channel *c);
 int64_t ffipar_channel_len(const ffipar_channel *c);
 int64_t ffipar_channel_cap(const ffipar_channel *c);
 size_t  ffipar_channel_size(const ffipar_channel *c);
+/* A readiness descriptor for event loops: an eventfd, made on the first
+** call (later calls give the same one), readable while a pop with timeout 0
+** would return an item or _ECLOSED (an item queued when it is made counts).
+** It is reset by a pop that leaves the channel empty or finds it empty
+** (_ETIMEOUT), never once the channel is closed. With several consumers it
+** may be readable when another has just taken the item: a pop(0) that
+** finds nothing resets it. Closed with the object, or earlier by
+** ffipar_channel_fd_close: never close it yourself. FFIPAR_OK; _ESYS when
+** no descriptor can be made; _ECLOSED after ffipar_channel_fd_close. */
+int  ffipar_channel_fd(ffipar_channel *c, int *out);
+/* Close the readiness descriptor now (stop polling it first); later
+** ffipar_channel_fd calls return _ECLOSED. Always FFIPAR_OK. */
+int  ffipar_channel_fd_close(ffipar_channel *c);
 /* Wait until one of chs[0..n) has an item or is closed and drained, up to
 ** `timeout`. Items win over closed channels; the scan starts at a rotating
 ** index so that no channel starves. FFIPAR_OK: the item is popped into

@@ -84,6 +84,14 @@ void thread_run(struct lua_State *L, ffipar_thread *t);
 ffipar_thread *thread_alloc(ffipar_msg *payload, const char *path, const char *cpath,
                             int spin);
 
+/* fd.c: readiness descriptors (eventfds). fd_new returns -1 (errno set)
+** when no descriptor can be made; fd_signal makes it readable, fd_reset
+** not readable (whatever the signals so far), fd_close ignores -1. */
+int  fd_new(void);
+void fd_signal(int fd);
+void fd_reset(int fd);
+void fd_close(int fd);
+
 /* gate.c: forget this OS thread's gate records (nesting depths, private
 ** color). A runner calls it after each job: the next job on the same OS
 ** thread is another worker, with nothing entered and a color of its own. */

@@ -28,9 +28,42 @@ struct ffipar_thread {
   char *err;
   size_t errlen;
   char *path, *cpath;
-  pthread_mutex_t wlock;       /* guards `waiting` against ffipar_thread_cancel */
+  pthread_mutex_t wlock;       /* guards `waiting` against ffipar_thread_cancel,
+                               ** and the readiness descriptor's signal and reset */
   _Atomic uint32_t *waiting;   /* the futex this worker sleeps on, or NULL */
+  _Atomic int evfd;            /* the readiness descriptor: FD_NONE, FD_CLOSED or >= 0 */
+  _Atomic int consumed;        /* a join succeeded: never signal again */
+  int signalled;               /* evfd was signalled (under wlock) */
 };
+
+/* The readiness descriptor (ffipar_thread_fd) is made on first request and
+** signalled once the thread is DONE and not yet joined: by finish() when the
+** descriptor exists by then, else by its creator when it finds the thread
+** DONE. finish() exchanges `done` then loads `evfd`; the creator stores
+** `evfd` then loads `done`; all seq_cst, so in their one total order at
+** least one side sees the other's write and signals (both may: `signalled`
+** makes it one write). The first successful join consumes the readiness: it
+** stores `consumed` then loads `evfd`, against the creator's store of `evfd`
+** then load of `consumed` (Dekker again): either the creator sees the join
+** and never signals, or the join sees the descriptor and resets it. Every
+** signal and reset happens under wlock, after a look at `consumed` and at
+** `evfd` (FD_CLOSED once ffipar_thread_fd_close ran), so once the first
+** join has returned the descriptor is not readable and never will be, and
+** no write ever reaches a closed descriptor. A readable descriptor means
+** join(0) succeeds: every signal comes after DONE. */
+enum { FD_NONE = -1, FD_CLOSED = -2 };
+
+/* Signal the descriptor unless a join consumed the readiness. */
+static void fd_ready(ffipar_thread *t)
+{
+  pthread_mutex_lock(&t->wlock);
+  int fd = atomic_load_explicit(&t->evfd, memory_order_relaxed);
+  if (fd >= 0 && !t->signalled && !atomic_load(&t->consumed)) {
+    fd_signal(fd);
+    t->signalled = 1;
+  }
+  pthread_mutex_unlock(&t->wlock);
+}
 
 /* `done`: WAITED means a joiner sleeps (or is about to) on the word, so
 ** finish() makes the wake-up call only when someone needs it. */
@@ -53,6 +86,7 @@ static void thread_destroy(ffipar_obj *o)
   free(t->path);
   free(t->cpath);
   pthread_mutex_destroy(&t->wlock);
+  fd_close(atomic_load_explicit(&t->evfd, memory_order_relaxed));   /* last ref: no one else */
   free(t);
 }
 
@@ -108,9 +142,13 @@ static char *dupn(const char *s, size_t len)
 
 static void finish(ffipar_thread *t)
 {
-  /* Release: the joiner's acquire load of `done` sees results and errors. */
-  if (atomic_exchange_explicit(&t->done, DONE, memory_order_release) == WAITED)
+  /* The joiner's acquire load of `done` sees results and errors (release
+  ** would do for that); seq_cst, with the load of evfd after it, for the
+  ** descriptor (see the top). The worker's reference keeps t and its
+  ** descriptor alive until we return. */
+  if (atomic_exchange(&t->done, DONE) == WAITED)
     futex_wake(&t->done, 0x7fffffff);
+  if (atomic_load(&t->evfd) >= 0) fd_ready(t);
 }
 
 static void fail_with_top(ffipar_thread *t, lua_State *L)
@@ -284,6 +322,7 @@ ffipar_thread *thread_alloc(ffipar_msg *payload, const char *path, const char *c
   if (!t) { ffipar_msg_free(payload); return NULL; }
   obj_init(&t->hdr, FFIPAR_KTHREAD, thread_destroy);
   pthread_mutex_init(&t->wlock, NULL);
+  atomic_init(&t->evfd, FD_NONE);
   t->payload = payload;
   t->spin = spin;
   if (path) {
@@ -333,19 +372,34 @@ void ffipar_thread_fail(ffipar_thread *t, const char *err, size_t len)
   t->failed = 1;
 }
 
+/* A join succeeded: it consumes the readiness, signalled or not (see the
+** top). Without a descriptor: one seq_cst store and one load. */
+static int joined(ffipar_thread *t)
+{
+  atomic_store(&t->consumed, 1);
+  if (atomic_load(&t->evfd) >= 0) {
+    pthread_mutex_lock(&t->wlock);
+    int fd = atomic_load_explicit(&t->evfd, memory_order_relaxed);
+    if (fd >= 0 && t->signalled) fd_reset(fd);
+    t->signalled = 0;
+    pthread_mutex_unlock(&t->wlock);
+  }
+  return FFIPAR_OK;
+}
+
 int ffipar_thread_join(ffipar_thread *t, double timeout)
 {
   int64_t deadline = deadline_of(timeout);
   if (t->spin && deadline != 0) spin_while(&t->done, RUNNING, JOIN_SPIN_NS);
   for (;;) {
     uint32_t v = atomic_load_explicit(&t->done, memory_order_acquire);
-    if (v == DONE) return FFIPAR_OK;
+    if (v == DONE) return joined(t);
     if (v == RUNNING &&
         !atomic_compare_exchange_strong(&t->done, &v, WAITED))
       continue;                              /* it changed: look again */
     int rc = futex_wait(&t->done, WAITED, deadline);
     if (rc != FFIPAR_OK) {
-      if (atomic_load_explicit(&t->done, memory_order_acquire) == DONE) return FFIPAR_OK;
+      if (atomic_load_explicit(&t->done, memory_order_acquire) == DONE) return joined(t);
       return rc;
     }
   }
@@ -364,6 +418,38 @@ void ffipar_thread_wait(ffipar_thread *t)
     syscall(SYS_futex, (uint32_t *)&t->done, FUTEX_WAIT | FUTEX_PRIVATE_FLAG,
             WAITED, NULL, NULL, 0);
   }
+}
+
+int ffipar_thread_fd(ffipar_thread *t, int *out)
+{
+  pthread_mutex_lock(&t->wlock);
+  int fd = atomic_load_explicit(&t->evfd, memory_order_relaxed);
+  if (fd == FD_NONE) {
+    fd = fd_new();
+    if (fd < 0) { pthread_mutex_unlock(&t->wlock); return FFIPAR_ESYS; }
+    /* Seq_cst store, then seq_cst loads of `done` and `consumed` (see the
+    ** top); we hold wlock, so fd_ready waits for us and finds it signalled. */
+    atomic_store(&t->evfd, fd);
+    if (atomic_load(&t->done) == DONE && !atomic_load(&t->consumed)) {
+      fd_signal(fd);
+      t->signalled = 1;
+    }
+  }
+  pthread_mutex_unlock(&t->wlock);
+  if (fd == FD_CLOSED) return FFIPAR_ECLOSED;
+  *out = fd;
+  return FFIPAR_OK;
+}
+
+int ffipar_thread_fd_close(ffipar_thread *t)
+{
+  pthread_mutex_lock(&t->wlock);
+  int fd = atomic_load_explicit(&t->evfd, memory_order_relaxed);
+  /* Relaxed store: every signal and reset looks again under wlock. */
+  atomic_store_explicit(&t->evfd, FD_CLOSED, memory_order_relaxed);
+  pthread_mutex_unlock(&t->wlock);
+  fd_close(fd);
+  return FFIPAR_OK;
 }
 
 int ffipar_thread_status(const ffipar_thread *t)

@@ -141,4 +141,37 @@ function M.scale(n)
   return M.sanitizer and math.max(1, math.floor(n / 10)) or n
 end
 
+-- Eventfds open in this process (readiness descriptors are eventfds; other
+-- descriptors come and go, e.g. a worker state being prepared reads
+-- /dev/urandom).
+function M.eventfds()
+  local n = 0
+  local p = io.popen("ls -l /proc/" .. M.pid() .. "/fd")
+  for line in p:lines() do
+    if line:find("anon_inode:[eventfd]", 1, true) then n = n + 1 end
+  end
+  p:close()
+  return n
+end
+
+-- This process's id (from /proc/self/stat).
+function M.pid()
+  local f = assert(io.open("/proc/self/stat"))
+  local pid = tonumber(f:read("*a"):match("^(%d+)"))
+  f:close()
+  return pid
+end
+
+-- True when fd is readable within ms milliseconds (0: now).
+local pollfd
+function M.readable(fd, ms)
+  if not pollfd then
+    pcall(ffi.cdef, "struct pollfd { int fd; short events; short revents; };"
+      .. "int poll(struct pollfd *fds, unsigned long nfds, int timeout);")
+    pollfd = ffi.new("struct pollfd[1]")
+  end
+  pollfd[0].fd, pollfd[0].events, pollfd[0].revents = fd, 1, 0
+  return ffi.C.poll(pollfd, 1, ms or 0) == 1
+end
+
 return M

@@ -40,6 +40,7 @@ local popv = ffi.new("ffipar_value")
 local chp = ffi.new("ffipar_channel *[1]")
 
 local kinds = {}        -- handle ctype id -> kind of a typed channel (nil: untyped)
+local fdp = ffi.new("int[1]")
 
 -- A value for a message: a cdata by its type's name (see shm.ctype_name).
 local function describe(v)
@@ -61,6 +62,10 @@ local function handle_tostring(h)
 end
 
 local untyped_ct         -- the handle ctype of untyped channels
+
+local function is_channel(h)
+  return type(h) == "cdata" and (ffi_istype(untyped_ct, h) or kind_of(h) ~= nil)
+end
 
 local function bad_self(fname, v)
   lib.bad_self(fname, "channel", "ch", v)
@@ -90,6 +95,21 @@ local function common(m)
   end
   --- for v in ch:iter() do ... end: pops until closed and drained.
   function m.iter(h) check(h, "ch:iter"); return nxt, h end
+  --- A descriptor for event loops: readable while pop(0) would return a
+  -- value or "closed"; made on first call, closed with the channel.
+  function m.fd(h)
+    check(h, "ch:fd")
+    local rc = C.ffipar_channel_fd(h.c, fdp)
+    if rc == ECLOSED then lib.argerror("ch:fd", "the descriptor was closed (ch:close_fd())") end
+    if rc ~= 0 then lib.fd_error("ch:fd") end
+    return fdp[0]
+  end
+  --- Close the descriptor now instead of with the channel (stop polling
+  -- it first). Idempotent.
+  function m.close_fd(h)
+    check(h, "ch:close_fd")
+    C.ffipar_channel_fd_close(h.c)
+  end
   return m
 end
 
@@ -517,5 +537,7 @@ function M.select(chs, timeout)
   ffi_copy(r, sel_buf, k.size)
   return i, r
 end
+
+M.is_channel = is_channel     -- for ffipar.uv
 
 return M

@@ -114,6 +114,14 @@ function M.show(v)
   return tostring(v)
 end
 
+-- Raise for a readiness descriptor that could not be made (errno of the
+-- last C call: an eventfd beyond the process's limit is the likely one).
+function M.fd_error(fname)
+  local e = ffi.errno()
+  M.argerror(fname, ("cannot make an eventfd (errno %d%s)"):format(e,
+    e == 24 and ": too many open files; see ulimit -n" or ""), 3)
+end
+
 -- A name for a thread id in messages.
 function M.thread_name(id)
   return id == 0 and "the main thread" or ("worker " .. id)

@@ -103,6 +103,34 @@ function thread:id()
   return C.ffipar_thread_id(self)
 end
 
+local thread_p = ffi.typeof("struct ffipar_thread *")
+local fdp = ffi.new("int[1]")
+
+local function check_self(fname, self)
+  if not ffi.istype(thread_p, self) or self == nil then
+    lib.argerror(fname, ("expected a par.thread as self (use t:method()), got %s"):format(tostring(self)), 3)
+  end
+end
+
+--- A descriptor for event loops: readable from the end until the first
+-- successful join; made on first call, closed with the thread (or by
+-- t:close_fd()).
+function thread:fd()
+  check_self("t:fd", self)
+  if detached[self] then lib.argerror("t:fd", "the thread is detached") end
+  local rc = C.ffipar_thread_fd(self, fdp)
+  if rc == C.FFIPAR_ECLOSED then lib.argerror("t:fd", "the descriptor was closed (t:close_fd())") end
+  if rc ~= 0 then lib.fd_error("t:fd") end
+  return fdp[0]
+end
+
+--- Close the descriptor now instead of when the thread is collected (stop
+-- polling it first). Idempotent.
+function thread:close_fd()
+  check_self("t:close_fd", self)
+  C.ffipar_thread_fd_close(self)
+end
+
 ffi.metatype("struct ffipar_thread", {
   __index = thread,
   __tostring = function(t)
