@@ -1,0 +1,11 @@
+#!/bin/bash
+# The event-loop scenarios inside headless Neovim (vim.loop, vim.wait):
+# test/nvim_uv.lua exits 0 when every check holds.
+set -e
+cd "$(dirname "$0")/.."
+# Under make asan/tsan the shim needs the sanitizer runtime preloaded into
+# nvim too (run.lua passes it in FFIPAR_LUAJIT as "env LD_PRELOAD=...").
+pre=
+case "${FFIPAR_LUAJIT:-}" in "env LD_PRELOAD="*) pre=${FFIPAR_LUAJIT#env }; pre=${pre%% *} ;; esac
+export LUA_PATH="ffi/?.lua;test/?.lua;;"
+env $pre nvim --headless -u NONE -i NONE -n -c 'luafile test/nvim_uv.lua' -c 'cquit 2'
