@@ -22,8 +22,8 @@ SHIM_LDFLAGS = -pthread -Wl,-z,nodelete
 # missing ones, without recommends (gnuplot's would bring ImageMagick and Ghostscript;
 # gcc's would bring libc6-dev, hence listed).
 EXAMPLE_DEPS ?= luajit libluajit-5.1-dev gcc libc6-dev make pkg-config
-TEST_DEPS    ?= lua-unit spin
-BENCH_DEPS   ?= gnuplot-nox
+TEST_DEPS    ?= lua-unit spin lua-luv neovim
+BENCH_DEPS   ?= gnuplot-nox lua-luv
 DEPS ?= $(EXAMPLE_DEPS)
 
 SRCS = $(sort $(wildcard csrc/*.c))

@@ -101,6 +101,8 @@ M.kinds = {
       { "cancel" },
       { "detach" },
       { "id" },
+      { "fd" },
+      { "close_fd" },
     } },
   { "mutex", var = "m", make = function(par) return par.mutex() end,
     methods = {
@@ -159,6 +161,8 @@ M.kinds = {
       { "closed" },
       { "cap" },
       { "iter" },
+      { "fd" },
+      { "close_fd" },
     } },
   -- a typed channel of doubles holding 4 items
   { "typed channel", var = "ch",
@@ -181,6 +185,8 @@ M.kinds = {
       { "closed" },
       { "cap" },
       { "iter" },
+      { "fd" },
+      { "close_fd" },
     } },
   -- a typed channel of structs (misuse_rec_t, declared by the suite) holding 4 items
   { "struct channel", var = "ch",
@@ -198,6 +204,8 @@ M.kinds = {
       { "closed" },
       { "cap" },
       { "iter" },
+      { "fd" },
+      { "close_fd" },
     } },
   { "pool", var = "pool", make = function(par) return par.pool(1) end,
     closed = function(par)

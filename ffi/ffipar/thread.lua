@@ -103,20 +103,13 @@ function thread:id()
   return C.ffipar_thread_id(self)
 end
 
-local thread_p = ffi.typeof("struct ffipar_thread *")
 local fdp = ffi.new("int[1]")
-
-local function check_self(fname, self)
-  if not ffi.istype(thread_p, self) or self == nil then
-    lib.argerror(fname, ("expected a par.thread as self (use t:method()), got %s"):format(tostring(self)), 3)
-  end
-end
 
 --- A descriptor for event loops: readable from the end until the first
 -- successful join; made on first call, closed with the thread (or by
 -- t:close_fd()).
 function thread:fd()
-  check_self("t:fd", self)
+  if not istype(thread_p, self) or self == nil then bad_self("t:fd", self) end
   if detached[self] then lib.argerror("t:fd", "the thread is detached") end
   local rc = C.ffipar_thread_fd(self, fdp)
   if rc == C.FFIPAR_ECLOSED then lib.argerror("t:fd", "the descriptor was closed (t:close_fd())") end
@@ -127,7 +120,7 @@ end
 --- Close the descriptor now instead of when the thread is collected (stop
 -- polling it first). Idempotent.
 function thread:close_fd()
-  check_self("t:close_fd", self)
+  if not istype(thread_p, self) or self == nil then bad_self("t:close_fd", self) end
   C.ffipar_thread_fd_close(self)
 end
 
