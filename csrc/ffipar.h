@@ -167,6 +167,9 @@ int64_t  ffipar_race_write(uint64_t *marks, int64_t i, uint64_t me);
 ** process-wide setting, so workers see what the main thread chose. */
 int      ffipar_check_get(void);
 void     ffipar_check_set(int on);
+/* Whether a checked array was ever made in this process (add != 0: one is
+** being made). Until then a phase need not number its strands. */
+int      ffipar_check_arrays(int add);
 
 /* @section mutex */
 

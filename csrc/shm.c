@@ -206,3 +206,13 @@ void ffipar_check_set(int on)
 {
   atomic_store(&check_mode, on ? 1 : 0);
 }
+
+static _Atomic int checked_arrays;
+
+int ffipar_check_arrays(int add)
+{
+  /* Relaxed: a flag that only turns on; a strand started before it did
+  ** cannot reach an array made after (see ffipar.check). */
+  if (add) atomic_store_explicit(&checked_arrays, 1, memory_order_relaxed);
+  return atomic_load_explicit(&checked_arrays, memory_order_relaxed);
+}

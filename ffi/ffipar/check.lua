@@ -60,6 +60,13 @@ function M.check(on)
   return on
 end
 
+-- Whether phases number their strands: in check mode, or once any checked
+-- array was made (until then nothing reads the strands: a program that
+-- never makes one pays nothing for them).
+function M.active()
+  return C.ffipar_check_arrays(0) ~= 0 or M.on()
+end
+
 -- In check mode a parallel call is cut into this many chunks (fewer when
 -- n is smaller), whatever the pool's size: a report names the same chunks
 -- on every run.
@@ -99,7 +106,7 @@ local tasks = { phase = 0 }   -- tasks and spawns numbered so far in this state'
 -- nil outside one. kind: "task" or "spawned function".
 function M.task_strand(kind, fname, level)
   local phase = C.ffipar_phase_current()
-  if phase == 0 then return nil end
+  if phase == 0 or not M.active() then return nil end
   if tasks.phase ~= phase then tasks = { phase = phase } end
   tasks[kind] = (tasks[kind] or 0) + 1
   local what = ("%s %d (%s at %s)"):format(kind, tasks[kind], fname, M.site(level + 1))

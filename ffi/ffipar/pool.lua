@@ -225,7 +225,7 @@ local function run_parallel(self, fname, n, fn, runner, ...)
   -- watch for lost Lua-side writes.
   local checking = check.on()
   local chunk = checking and math.ceil(n / check.CHUNKS) or math.max(1, math.ceil(n / (self.n * 16)))
-  local site = fname .. " at " .. check.site(3)
+  local site = check.active() and fname .. " at " .. check.site(3)
   -- One message a worker (a message is consumed by its task). The first
   -- checks that every value can cross; the others can only run out of memory.
   local msgs = {}
@@ -249,7 +249,7 @@ local function run_parallel(self, fname, n, fn, runner, ...)
   end
   local futures, results, first_err, cancelled = {}, {}, nil, false
   shm.phase(function()
-    job:ptr()[2] = check.chunk_strands(math.ceil(n / chunk), chunk, n, site)
+    if site then job:ptr()[2] = check.chunk_strands(math.ceil(n / chunk), chunk, n, site) end
     for i = 1, self.n do
       local rc = C.ffipar_pool_submit(self.c, msgs[i], tout)   -- consumes msgs[i]
       if rc ~= 0 then

@@ -297,6 +297,7 @@ function M.array(ctype, n, opts)
     lib.argerror("ffipar.array", ("length %d of '%s' is too large (%.0f bytes)"):format(n, name, bytes))
   end
   local obj = alloc(bytes, "ffipar.array")
+  if checked then C.ffipar_check_arrays(1) end
   local a = make_view(obj, elem, name, n, checked, size)
   if opts and opts.name ~= nil then names[a] = tostring(opts.name) end
   return a
