@@ -141,8 +141,7 @@ int ffipar_strand_describe(int64_t p, int64_t id, char *buf, size_t cap,
 ** different readers, each (phase << 32) | strand, and a word from an
 ** earlier phase counts as empty. Words only change from empty to a strand
 ** within a phase, so a strand that finds itself recorded has nothing to
-** add: the Lua side skips the call then (its accesses are seen by whoever
-** comes later). Two distinct readers are enough: any writer differs from
+** add and returns at once (its accesses are seen by whoever comes later). Two distinct readers are enough: any writer differs from
 ** one of them.
 **
 ** A reader records itself and then loads the writer; a writer records
@@ -165,6 +164,12 @@ int64_t ffipar_race_read(uint64_t *marks, int64_t i, uint64_t me)
 {
   _Atomic uint64_t *m = (_Atomic uint64_t *)marks + 3 * i;
   uint32_t p = PHASE_OF(me);
+  /* Already recorded (the common case): nothing to add, nothing to check.
+  ** Relaxed: the words of this strand were stored by this thread. */
+  if (atomic_load_explicit(&m[0], memory_order_relaxed) == me
+      || atomic_load_explicit(&m[1], memory_order_relaxed) == me
+      || atomic_load_explicit(&m[2], memory_order_relaxed) == me)
+    return 0;
   for (int k = 1; k <= 2; k++) {
     uint64_t old = atomic_load(&m[k]);
     int a;
@@ -181,6 +186,7 @@ int64_t ffipar_race_write(uint64_t *marks, int64_t i, uint64_t me)
 {
   _Atomic uint64_t *m = (_Atomic uint64_t *)marks + 3 * i;
   uint32_t p = PHASE_OF(me);
+  if (atomic_load_explicit(&m[0], memory_order_relaxed) == me) return 0;  /* as in race_read */
   uint64_t old = atomic_load(&m[0]);
   int a;
   while ((a = age(old, p)) < 0 && !atomic_compare_exchange_weak(&m[0], &old, me))
