@@ -421,7 +421,9 @@ int  ffipar_channel_select(ffipar_channel *const *chs, int n, void *out,
 ** object (join, status, cancel work as for spawn) that a pool worker runs. */
 typedef struct ffipar_pool ffipar_pool;
 
-/* A pool with no workers yet; *out holds one reference. */
+/* A pool with no workers yet; *out holds one reference. Each worker holds
+** one too; when a release leaves only the workers' references, the pool is
+** closed (its workers finish the queue and exit). */
 int  ffipar_pool_new(ffipar_pool **out, const char *path, const char *cpath);
 /* Start one worker. With an init payload, the worker first runs it as a
 ** task and *init_out receives its handle (one reference); with NULL, no
@@ -436,6 +438,10 @@ void ffipar_pool_close(ffipar_pool *p);
 int  ffipar_pool_wait(ffipar_pool *p, double timeout);
 /* Tasks queued and not yet taken. */
 int  ffipar_pool_queued(ffipar_pool *p);
+/* 1 once the pool is closed. */
+int  ffipar_pool_closed(ffipar_pool *p);
+/* 1 when the calling thread is one of p's workers (running one of its tasks). */
+int  ffipar_pool_mine(const ffipar_pool *p);
 
 /* Chunks of [0, n) for parallel loops. `job` is two int64_t in shared
 ** memory: the next index and an abort flag. claim returns the start of the

@@ -48,15 +48,19 @@ void ffipar_obj_retain(void *obj)
   atomic_fetch_add_explicit(&o->refs, 1, memory_order_relaxed);
 }
 
+void obj_destroy(ffipar_obj *o)
+{
+  atomic_fetch_sub_explicit(&live, 1, memory_order_relaxed);
+  o->destroy(o);
+}
+
 void ffipar_obj_release(void *obj)
 {
   ffipar_obj *o = obj;
   if (!o) return;
+  if (o->kind == FFIPAR_KPOOL) { pool_release(o); return; }
   /* acq_rel: the last release must see every write done under other refs. */
-  if (atomic_fetch_sub_explicit(&o->refs, 1, memory_order_acq_rel) == 1) {
-    atomic_fetch_sub_explicit(&live, 1, memory_order_relaxed);
-    o->destroy(o);
-  }
+  if (atomic_fetch_sub_explicit(&o->refs, 1, memory_order_acq_rel) == 1) obj_destroy(o);
 }
 
 int ffipar_obj_kind(const void *obj)

@@ -23,6 +23,9 @@ struct ffipar_pool {
   char *path, *cpath;
 };
 
+/* The calling thread's pool, in a pool worker. */
+static _Thread_local ffipar_pool *mine;
+
 static void pool_destroy(ffipar_obj *o)
 {
   ffipar_pool *p = (ffipar_pool *)o;
@@ -100,6 +103,7 @@ static void *worker_main(void *arg)
   start_arg a = *(start_arg *)arg;
   free(arg);
   ffipar_pool *p = a.p;
+  mine = p;
   arena mem = { 0 };
   struct lua_State *L = state_new(&mem);
   if (L) state_set_paths(L, p->path, p->cpath);    /* once: tasks keep them */
@@ -181,6 +185,41 @@ int ffipar_pool_submit(ffipar_pool *p, ffipar_msg *payload, ffipar_thread **out)
   if (wake) futex_wake(&p->seq, 1);
   *out = t;
   return FFIPAR_OK;
+}
+
+/* Releases are serialized by the pool's lock, so the one that leaves only
+** the workers' references (one per started worker: they exit only once the
+** pool is closed) sees it and closes the pool. Handles, messages in flight
+** and tasks' handles all count as users. After the unlock we touch p only
+** when ours was the last reference. */
+void pool_release(ffipar_obj *o)
+{
+  ffipar_pool *p = (ffipar_pool *)o;
+  pthread_mutex_lock(&p->lock);
+  /* acq_rel as in ffipar_obj_release. */
+  int64_t left = atomic_fetch_sub_explicit(&o->refs, 1, memory_order_acq_rel) - 1;
+  if (left > 0 && left == p->started && !p->closed) {
+    p->closed = 1;
+    atomic_fetch_add_explicit(&p->seq, 1, memory_order_relaxed);
+    /* Under the lock: an exiting worker's release waits for it, so p is
+    ** still there. */
+    futex_wake(&p->seq, 0x7fffffff);
+  }
+  pthread_mutex_unlock(&p->lock);
+  if (left == 0) obj_destroy(o);
+}
+
+int ffipar_pool_mine(const ffipar_pool *p)
+{
+  return mine == p;
+}
+
+int ffipar_pool_closed(ffipar_pool *p)
+{
+  pthread_mutex_lock(&p->lock);
+  int closed = p->closed;
+  pthread_mutex_unlock(&p->lock);
+  return closed;
 }
 
 void ffipar_pool_close(ffipar_pool *p)

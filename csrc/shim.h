@@ -25,6 +25,11 @@ typedef struct ffipar_obj {
 } ffipar_obj;
 
 void obj_init(ffipar_obj *o, int kind, void (*destroy)(ffipar_obj *));
+/* After the last reference: count it gone and destroy it. */
+void obj_destroy(ffipar_obj *o);
+/* pool.c: a pool's release (ffipar_obj_release calls it): a pool that only
+** its own workers still hold is closed, so that its workers exit. */
+void pool_release(ffipar_obj *o);
 
 /* Memory aligned to a cache line (64 bytes), zeroed. */
 void *cache_alloc(size_t size);

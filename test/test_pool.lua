@@ -400,3 +400,59 @@ function TestPool:testParallelCallsInCancelledWorkerReturnCancelledAfterChunksSt
     lu.assertTrue(finished < 2000, call)               -- the others stopped claiming
   end
 end
+
+-- Futures and pools cross by reference: a future handed to a collector
+-- through a channel, a pool used from a worker (its tasks, parallel calls),
+-- and the pool closes once only its workers hold it.
+function TestPool:testFutureAndPoolCrossIntoWorkers()
+  local before = util.settled_live()
+  local pool = par.pool(2)
+  local ch = par.channel(8)
+  for i = 1, 4 do assert(ch:push(pool:submit(function(i) return i * i end, i))) end
+  ch:close()
+  local ok, sum = par.spawn(function(ch)
+    local sum = 0
+    for f in ch:iter() do
+      local fok, v = f:join(10)
+      assert(fok, v)
+      sum = sum + v
+    end
+    return sum
+  end, ch):join(10)
+  lu.assertEquals({ ok, sum }, { true, 1 + 4 + 9 + 16 })
+  local ok2, best, at, tok, tv, size = par.spawn(function(pool)
+    local best, at = pool:argmax(100, function(i) return -(i - 42) ^ 2 end)
+    local tok, tv = pool:submit(function() return "task" end):join(10)
+    assert(pool:parallel_for(10, function() end))
+    return best, at, tok, tv, pool:size()
+  end, pool):join(10)
+  lu.assertEquals({ ok2, best, at, tok, tv, size }, { true, 0, 42, true, "task", 2 })
+  -- The main thread lets go; a worker still uses the pool, which closes
+  -- (its workers exit) once that worker's handle is gone too.
+  local go = par.semaphore(0)
+  local t = par.spawn(function(pool, go)
+    assert(go:acquire(10))
+    local fok, v = pool:submit(function() return "still open" end):join(10)
+    return fok, v
+  end, pool, go)
+  pool = nil
+  util.gc()
+  go:release()
+  lu.assertEquals({ t:join(10) }, { true, true, "still open" })
+  t, ch, go = nil, nil, nil
+  lu.assertEquals(util.settled_live(), before)
+end
+
+function TestPool:testParallelCallFromItsOwnTaskIsRefused()
+  local pool = par.pool(1)
+  local ok, pok, err = pool:submit(function(pool)
+    return pcall(function() local r = pool:parallel_for(10, function() end); return r end)
+  end, pool):join(10)
+  lu.assertTrue(ok)
+  lu.assertFalse(pok)
+  lu.assertStrContains(err, "pool:parallel_for: called from a task of the same pool")
+  -- close from its own task does not wait for itself
+  lu.assertEquals({ pool:submit(function(pool) return pool:close() end, pool):join(10) }, { true, true })
+  lu.assertErrorMsgContains("the pool is closed", pool.submit, pool, function() end)
+  pool:close()
+end

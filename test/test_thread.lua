@@ -288,3 +288,49 @@ function TestThread:testPinnedThreadIsUnpinnedForTheNextSpawn()
     lu.assertEquals(own, own_cpus())
   end
 end
+
+-- Thread handles cross by reference: another worker can join, poll and
+-- cancel a thread, through arguments or a channel.
+function TestThread:testHandleCrossesAndIsJoinedFromAnotherWorker()
+  local before = util.settled_live()
+  local t = par.spawn(function() require("ffipar").sleep(0.05); return 41, { x = 1 } end)
+  local ok, jok, v, tab, status = par.spawn(function(t)
+    local jok, v, tab = t:join(10)
+    return jok, v, tab, t:status()
+  end, t):join(10)
+  lu.assertEquals({ ok, jok, v, tab, status }, { true, true, 41, { x = 1 }, "done" })
+  lu.assertEquals({ t:join(10) }, { true, 41, { x = 1 } })    -- and here too
+  -- Through a channel, cancelled from the other side.
+  local ch = par.channel(2)
+  local sleeper = par.spawn(function() return require("ffipar").sleep(30) end)
+  assert(ch:push(sleeper))
+  lu.assertTrue(par.spawn(function(ch)
+    local s = ch:pop(10)
+    s:cancel()
+    return s:join(10)
+  end, ch):join(10))
+  lu.assertEquals({ sleeper:join(10) }, { true, nil, "cancelled" })
+  -- Handed back from a worker, and a detached one stays detached.
+  local ok2, back = par.spawn(function(t) return t end, t):join(10)
+  lu.assertTrue(ok2)
+  lu.assertEquals(back:id(), t:id())
+  sleeper:detach()
+  local ok3, err = par.spawn(function(s) return pcall(s.join, s, 1) end, sleeper):join(10)
+  lu.assertTrue(ok3)
+  lu.assertFalse(err)
+  t, back, sleeper, ch = nil, nil, nil, nil
+  lu.assertEquals(util.settled_live(), before)
+end
+
+function TestThread:testThreadCannotJoinItself()
+  local ch = par.channel(1)
+  local t = par.spawn(function(ch)
+    local me = ch:pop(10)
+    return pcall(me.join, me, 1)
+  end, ch)
+  assert(ch:push(t))
+  local ok, jok, err = t:join(10)
+  lu.assertTrue(ok)
+  lu.assertFalse(jok)
+  lu.assertStrContains(err, "t:join: a thread cannot join itself")
+end

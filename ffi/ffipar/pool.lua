@@ -19,13 +19,26 @@ lib.declare("pool")
 local M = {}
 
 local pool = {}
-local pool_mt = { __index = pool }
 local out = ffi.new("ffipar_pool *[1]")
 local tout = ffi.new("ffipar_thread *[1]")
 
-local function close_handle(p)
-  C.ffipar_pool_close(p)             -- a forgotten pool lets its workers go
-  C.ffipar_obj_release(p)
+-- A pool handle: the C pool (one reference) and its size. It crosses into
+-- workers and through channels like the other handles. When only the
+-- pool's own workers still hold it, the shim closes it (a forgotten pool
+-- lets its workers go once its queue is empty).
+local pool_ct = ffi.typeof("struct { ffipar_pool *c; int32_t n; }")
+ffi.metatype(pool_ct, {
+  __index = pool,
+  __gc = function(h) C.ffipar_obj_release(h.c) end,
+  __tostring = function(h)
+    return ("ffipar.pool: %s (%d workers%s)"):format(lib.addr(h.c), h.n,
+      C.ffipar_pool_closed(h.c) ~= 0 and ", closed" or "")
+  end,
+})
+codec.register_ctype(pool_ct, "pool")
+
+local function is_pool(v)
+  return ffi.istype(pool_ct, v)
 end
 
 --- A pool of n workers (default par.cpus()). opts.init: a function run once
@@ -42,8 +55,8 @@ function M.pool(n, opts)
   end
   local rc = C.ffipar_pool_new(out, package.path, package.cpath)
   if rc ~= 0 then error("ffipar.pool: " .. select(2, lib.fail(rc)), 2) end
-  local p = ffi.gc(out[0], close_handle)
-  local self = setmetatable({ c = p, n = n, closed = false }, pool_mt)
+  local p = out[0]
+  local self = pool_ct(p, n)
   require("ffipar.thread").cache_modules()
   local inits = {}
   for i = 1, n do
@@ -67,10 +80,10 @@ end
 
 -- level: as for lib.count (2 = the caller of the function calling this).
 local function check_open(self, fname, level)
-  if getmetatable(self) ~= pool_mt then
+  if not is_pool(self) then
     lib.argerror(fname, "expected a par.pool as self (use pool:method()), got " .. lib.show(self), level + 1)
   end
-  if self.closed then lib.argerror(fname, "the pool is closed", level + 1) end
+  if C.ffipar_pool_closed(self.c) ~= 0 then lib.argerror(fname, "the pool is closed", level + 1) end
 end
 
 --- Run fn(...) on a pool worker; returns a future: f:join([timeout]) gives
@@ -93,22 +106,27 @@ end
 
 --- How many workers the pool has.
 function pool:size()
-  if getmetatable(self) ~= pool_mt then check_open(self, "pool:size", 2) end
+  if not is_pool(self) then check_open(self, "pool:size", 2) end
   return self.n
 end
 
 --- Stop taking tasks, let queued and running ones finish, wait for the
--- workers to exit. Idempotent.
+-- workers to exit (not from one of the pool's own tasks, which would wait
+-- for itself: that returns at once). Idempotent.
 function pool:close()
-  if getmetatable(self) ~= pool_mt then check_open(self, "pool:close", 2) end
-  if self.closed then return true end
-  self.closed = true
+  if not is_pool(self) then check_open(self, "pool:close", 2) end
   C.ffipar_pool_close(self.c)
-  C.ffipar_pool_wait(self.c, -1)
+  if C.ffipar_pool_mine(self.c) == 0 then C.ffipar_pool_wait(self.c, -1) end
   return true
 end
 
 M._methods = { pool = pool }
+
+function M.to_wire(h) return h.c, { n = h.n } end
+function M.from_wire(obj, params)
+  C.ffipar_obj_retain(obj)
+  return pool_ct(ffi.cast("ffipar_pool *", obj), params.n)
+end
 
 ---- parallel loops ----
 
@@ -214,6 +232,10 @@ end
 -- and gets nil.
 local function run_parallel(self, fname, n, fn, runner, ...)
   check_open(self, fname, 3)
+  if C.ffipar_pool_mine(self.c) ~= 0 then
+    lib.argerror(fname, "called from a task of the same pool, whose chunks would wait for "
+      .. "this worker; use another pool", 3)
+  end
   lib.count(n, fname, "n", 0, nil, 3)
   if type(fn) ~= "function" then
     lib.argerror(fname, "argument #2 must be a function, got " .. type(fn), 3)

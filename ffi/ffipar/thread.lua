@@ -59,6 +59,9 @@ end
 function thread:join(timeout)
   if not istype(thread_p, self) or self == nil then bad_self("t:join", self) end
   if detached[self] then lib.argerror("t:join", "the thread is detached") end
+  if C.ffipar_thread_id(self) == C.ffipar_self_id() then
+    lib.argerror("t:join", "a thread cannot join itself (it would wait for itself)")
+  end
   local rc = C.ffipar_thread_join(self, lib.timeout(timeout, "t:join"))
   if rc ~= 0 then return lib.fail(rc) end
   local st = C.ffipar_thread_status(self)
@@ -132,6 +135,16 @@ ffi.metatype("struct ffipar_thread", {
 })
 
 M._methods = { thread = thread }
+
+-- Threads and pool futures cross by reference: join, status and cancel
+-- work from any thread that holds a handle (a detached one stays detached).
+codec.register_ctype(thread_p, "thread")
+function M.to_wire(t) return t, detached[t] and { d = true } or nil end
+function M.from_wire(obj, params)
+  local t = lib.adopt(obj, "ffipar_thread *")
+  if params and params.d then detached[t] = true end
+  return t
+end
 
 --- Run fn(...) on a new worker thread with its own LuaJIT state.
 function M.spawn(fn, ...)
