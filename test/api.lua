@@ -5,6 +5,9 @@
 --
 -- TO ADD A PUBLIC FUNCTION OR METHOD, add one line to its list below:
 --   { "name", "argtype", "argtype", ... }       -- arguments in order, self excluded
+-- An entry may have `before = function(obj) ... end`: what a valid call needs first
+-- (m:unlock needs the mutex locked). The suite also makes each call with valid
+-- arguments, which must not raise (so a refusal is for the wrong value).
 -- A new kind of handle also needs a `make` (one ready-to-use object whose valid
 -- calls never block for long) and a `var` (the name in its messages: "g:enter:");
 -- optional: `closed` (a closed/detached one), `reset(obj)` (undo what a call left,
@@ -79,7 +82,7 @@ M.kinds = {
     reset = function(g) while g:depth() > 0 do g:leave() end end,
     methods = {
       { "enter", "color?", "timeout?" },
-      { "leave" },
+      { "leave", before = function(g) g:enter("c") end },
       { "run", "color?", "function", "..." },
       { "depth" },
       { "stats" },
@@ -108,7 +111,7 @@ M.kinds = {
     methods = {
       { "lock", "timeout?" },
       { "trylock" },
-      { "unlock" },
+      { "unlock", before = function(m) m:lock() end },
       { "with", "function", "..." },
     } },
   { "cond", var = "cv", make = function(par) return par.cond() end,

@@ -162,7 +162,8 @@ local count, skipped, failed = 0, 0, 0
 local function out(s) io.write(s, "\n"); io.flush() end
 
 -- One call: f(args[1..n]); the error must start with "SRC:LINE: fname:";
--- accepts: false -> it must raise; true/nil -> it may return.
+-- accepts: false -> it must raise; true/nil -> it may return; "valid" -> it
+-- must return (the control call with every argument valid).
 local function try(desc, fname, f, n, args, accepts, long, reset)
   count = count + 1
   if count < first then return end
@@ -180,6 +181,11 @@ local function try(desc, fname, f, n, args, accepts, long, reset)
       failed = failed + 1
       out(("FAIL %d %s: returned %s instead of raising"):format(count, desc, tostring(r[1])))
     end
+    return
+  end
+  if accepts == "valid" then
+    failed = failed + 1
+    out(("FAIL %d %s: a valid call raised: %s"):format(count, desc, tostring(r)))
     return
   end
   local want = ("%s:%d: %s:"):format(SRC, CALL_LINE, fname)
@@ -203,6 +209,13 @@ local function fuzz_args(label, fname, entry, get_f, make_self)
     end
   end
   local base = make_self and 1 or 0
+  do   -- the control: valid arguments (so a refusal below is for the wrong value)
+    local self, reset = nil, nil
+    local args = {}
+    if make_self then self, reset = make_self(); args[1] = self end
+    for j = 1, #types do args[base + j] = types[j].sample() end
+    try(label .. " with valid arguments", fname, get_f(self), base + #types, args, "valid", nil, reset)
+  end
   for i = 1, #types do
     for _, c in ipairs(classes()) do
       local self, reset = nil, nil
@@ -253,6 +266,15 @@ else
       selves[#selves + 1] = { "a " .. other[1], other.make(par), (not same_family) and false or nil }
     end
   end
+  -- tostring of a NULL handle and of a closed one: a string, never a crash
+  for _, s in ipairs(selves) do
+    if s[1] == "a NULL " .. kind[1] then
+      try("tostring(" .. s[1] .. ")", "tostring", tostring, 1, { s[2] }, nil)
+    end
+  end
+  if kind.closed then
+    try("tostring(a closed " .. kind[1] .. ")", "tostring", tostring, 1, { kind.closed(par) }, nil)
+  end
   for _, e in ipairs(kind.methods) do
     local name = e[1]
     local fname = kind.var .. ":" .. name
@@ -279,6 +301,7 @@ else
     -- the right self, valid arguments: must not raise at all
     fuzz_args(label, fname, e, function() return f end, function()
       local obj = kind.make(par)
+      if e.before then e.before(obj) end
       return obj, kind.reset and function() kind.reset(obj) end
     end)
   end

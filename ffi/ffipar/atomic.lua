@@ -101,6 +101,7 @@ end
 ffi.metatype("struct ffipar_atomic", {
   __index = atomic,
   __tostring = function(a)
+    if a == nil then return "ffipar.atomic: NULL" end
     return ("ffipar.atomic(%s): %s"):format(tostring(C.ffipar_atomic_load64(a)):gsub("LL$", ""),
       addr(a))
   end,

@@ -41,6 +41,7 @@ end
 ffi.metatype("struct ffipar_barrier", {
   __index = barrier,
   __tostring = function(b)
+    if b == nil then return "ffipar.barrier: NULL" end
     return ("ffipar.barrier(%d): %s"):format(C.ffipar_barrier_count(b), addr(b))
   end,
 })

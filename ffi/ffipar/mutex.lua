@@ -96,6 +96,7 @@ end
 ffi.metatype("struct ffipar_mutex", {
   __index = mutex,
   __tostring = function(m)
+    if m == nil then return "ffipar.mutex: NULL" end
     return ("ffipar.mutex: %s (held by %s)"):format(addr(m), holder(m))
   end,
 })

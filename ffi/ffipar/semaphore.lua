@@ -53,6 +53,7 @@ end
 ffi.metatype("struct ffipar_semaphore", {
   __index = semaphore,
   __tostring = function(s)
+    if s == nil then return "ffipar.semaphore: NULL" end
     return ("ffipar.semaphore(%d): %s"):format(tonumber(C.ffipar_semaphore_count(s)),
       addr(s))
   end,

@@ -130,6 +130,7 @@ end
 ffi.metatype("struct ffipar_thread", {
   __index = thread,
   __tostring = function(t)
+    if t == nil then return "ffipar.thread: NULL" end
     return ("ffipar.thread %d (%s)"):format(C.ffipar_thread_id(t), thread.status(t))
   end,
 })
