@@ -243,6 +243,8 @@ function TestShm:testArrayOfFfiCdefTypeRefusedAtCallerWithoutLeak()
     lu.assertStrContains(err, "declare it with par.cdef")
     local ch = par.channel(4)
     lu.assertErrorMsgContains("declare it with par.cdef", ch.push, ch, par.new(name))
+    lu.assertErrorMsgContains(("argument #2 is a typed channel of '%s'"):format(name),
+      par.spawn, function() end, par.channel(2, name))
   end
   lu.assertEquals(util.settled_live(), before)
 end

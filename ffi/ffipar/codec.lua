@@ -43,7 +43,7 @@ function M.conv_cdata(v, ctx)
     modname = by_ctid[tonumber(ffi.typeof(v))]
     if modname then obj, params = require("ffipar." .. modname).to_wire(v) end
   end
-  if modname == "shm" then
+  if modname == "shm" or (modname == "channel" and params.ct) then
     local why = require("ffipar.shm").cannot_cross(params)
     if why then error(wire.where(ctx) .. " " .. why, 0) end
   end

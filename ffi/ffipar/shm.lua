@@ -328,12 +328,14 @@ function M.to_wire(a)
 end
 
 local function what(params)
-  return ("%s of '%s'"):format(params.t == "new" and "par.new value" or "par.array",
-    params.ct or params.elem)
+  local kind = params.t == "new" and "par.new value" or params.t == "array" and "par.array"
+    or "typed channel"
+  return ("%s of '%s'"):format(kind, params.ct or params.elem)
 end
 
 -- Why a handle cannot cross (its type is unknown to other states), or nil.
--- codec asks before it sends one, so the error is at the sender's line.
+-- codec asks before it sends one (an array, a par.new value or a typed
+-- channel), so the error is at the sender's line.
 local portable = {}         -- type names found portable (words only grow)
 function M.cannot_cross(params)
   local name = params.ct or params.elem
