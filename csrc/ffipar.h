@@ -41,7 +41,7 @@ int64_t ffipar_obj_live(void);
 enum {
   FFIPAR_KSHM = 1, FFIPAR_KTHREAD, FFIPAR_KMUTEX, FFIPAR_KCOND,
   FFIPAR_KBARRIER, FFIPAR_KSEMAPHORE, FFIPAR_KATOMIC, FFIPAR_KGATE,
-  FFIPAR_KCHANNEL, FFIPAR_KPOOL
+  FFIPAR_KCHANNEL, FFIPAR_KPOOL, FFIPAR_KSHARE
 };
 
 /* A message: bytes (a string.buffer encoding) plus the shared objects the
@@ -449,5 +449,26 @@ int  ffipar_pool_mine(const ffipar_pool *p);
 double ffipar_pool_claim(int64_t *job, double step, double n);
 void   ffipar_pool_abort(int64_t *job);
 
+
+/* @section share */
+/* A read-only snapshot of a Lua table, shared once (par.share): the
+** encoded message, written once at creation and never changed, so states
+** read it without locks, each decoding it once. */
+typedef struct ffipar_share ffipar_share;
+
+/* A new snapshot owning `msg` (freed on failure too) of `n` entries; *out
+** holds one reference. FFIPAR_EINVAL (msg NULL, n < 0) or _ENOMEM. */
+int  ffipar_share_new(ffipar_share **out, ffipar_msg *msg, int64_t n);
+/* The message (owned by the snapshot; do not free). */
+const ffipar_msg *ffipar_share_msg(const ffipar_share *s);
+/* How many entries the table had. */
+int64_t ffipar_share_len(const ffipar_share *s);
+/* Count one more state that decoded it; returns the new count. */
+int64_t ffipar_share_decoded(ffipar_share *s);
+/* How many states decoded it so far. */
+int64_t ffipar_share_decodes(const ffipar_share *s);
+/* How many references exist now (a state's cache drops its copy when its
+** own reference is the only one left). */
+int64_t ffipar_share_refs(const ffipar_share *s);
 
 #pragma GCC visibility pop

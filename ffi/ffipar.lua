@@ -23,6 +23,7 @@ local where = {
   gate = "gate", atomically = "gate",
   channel = "channel", select = "channel",
   pool = "pool",
+  share = "share",
 }
 
 -- Public name -> module, for test/test_misuse.lua (every name must be in test/api.lua).

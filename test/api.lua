@@ -43,6 +43,8 @@
 --   "held_mutex"  a par.mutex held by this thread
 --   "channels"    a list of channels
 --   "aptr"        an int32_t*, int64_t* or double* into shared memory
+--   "table"       a table (of values that cross)
+--   "source"      a table or a par.share snapshot (pool:best)
 local M = {}
 
 -- par.NAME(...): errors start with "ffipar.NAME:".
@@ -73,6 +75,7 @@ M.functions = {
   { "channel", "cap", "ctype?" },
   { "select", "channels", "timeout?" },
   { "pool", "workers", "opts?" },
+  { "share", "table" },
 }
 
 -- Handles: obj:NAME(...) raises "VAR:NAME: ...". `make(par)` returns a
@@ -221,8 +224,14 @@ M.kinds = {
       { "parallel_for", "steps", "function", "..." },
       { "argmax", "steps", "function", "..." },
       { "map_reduce", "steps", "function", "function", "..." },
+      { "best", "source", "function", "..." },
       { "size" },
       { "close" },
+    } },
+  { "share", var = "sh", make = function(par) return par.share({ a = 1, b = { 2 } }) end,
+    methods = {
+      { "get" },
+      { "decodes" },
     } },
 }
 

@@ -127,6 +127,13 @@ T["held_mutex"] = { sample = function() local m = par.mutex(); m:lock(); return 
   accepts = never }
 T["channels"] = { sample = function() local ch = par.channel(2); ch:push(1); return { ch } end,
   accepts = never }
+T["table"] = { sample = function() return { 1, x = "y" } end,
+  accepts = function(v) if type(v) == "table" then return nil end return false end }
+T["source"] = { sample = function() return { 1, 2 } end,
+  accepts = function(v)
+    if type(v) == "table" then return nil end
+    return require("ffipar.share").is_share(v) or false
+  end }
 T["aptr"] = { sample = function() return keep(par.array("double", 2)):ptr() end,
   accepts = never }
 

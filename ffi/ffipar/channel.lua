@@ -23,7 +23,8 @@ local M = {}
 
 local VNUM, VBOOL, VSTR, VMSG = C.FFIPAR_VNUM, C.FFIPAR_VBOOL, C.FFIPAR_VSTR, C.FFIPAR_VMSG
 local VLSTR, VENC = C.FFIPAR_VLSTR, C.FFIPAR_VENC
-local plain = require("ffipar.wire").plain
+local wire = require "ffipar.wire"
+local plain, BIG, gc_pause = wire.plain, wire.BIG, wire.gc_pause
 local ebuf, dbuf = require("string.buffer").new(), require("string.buffer").new()
 local VSTR_MAX = C.FFIPAR_VSTR_MAX
 local ECLOSED = C.FFIPAR_ECLOSED
@@ -184,7 +185,9 @@ local function unpack_value(v)
     return s
   elseif tag == VENC then
     dbuf:set(C.ffipar_msg_data(msg, lenp), lenp[0])
+    local big = lenp[0] >= BIG and gc_pause()        -- see wire.decode
     local ok, r = pcall(dbuf.decode, dbuf)
+    if big then collectgarbage("restart") end
     dbuf:reset()
     C.ffipar_msg_free(msg)
     if not ok then error("ffipar.channel: cannot decode a value: " .. tostring(r), 3) end

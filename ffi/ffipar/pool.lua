@@ -224,6 +224,50 @@ local function map_reduce_chunks(job, n, chunk, map, reduce, ...)
   return m, los, vals
 end
 
+-- The entry of keys/vals in [lo, hi] with the best score(key, value, ...)
+-- from (best, at), as argmax_range.
+local function best_range(lo, hi, best, at, score, keys, vals, a1, a2, a3, a4)
+  local i = lo
+  while i <= hi do
+    local s = score(keys[i], vals[i], a1, a2, a3, a4)
+    while not (s > best) do
+      i = i + 1
+      if i > hi then return best, at end
+      s = score(keys[i], vals[i], a1, a2, a3, a4)
+    end
+    best, at = s, i
+    i = i + 1
+  end
+  return best, at
+end
+
+-- Over the entries of snapshot h, in the sharing state's pairs order;
+-- returns the best score and its position (from 1). The arguments end
+-- with the caller's nx extra ones, then h, once, nx (arguments, not
+-- upvalues: a pool worker keeps the task function it loaded).
+local function best_chunks(job, n, chunk, score, ...)
+  local m = select("#", ...)
+  local nx = select(m, ...)
+  local h, once = select(nx + 1, ...)
+  local keys, vals = require("ffipar.share").entries(h, once)
+  local a1, a2, a3, a4
+  if nx <= 4 then
+    a1, a2, a3, a4 = ...
+    if nx < 4 then a4 = nil end
+    if nx < 3 then a3 = nil end
+    if nx < 2 then a2 = nil end
+    if nx < 1 then a1 = nil end
+  else
+    local args, f = { n = nx, ... }, score
+    score = function(k, v) return f(k, v, unpack(args, 1, args.n)) end
+  end
+  local best, at = -math.huge, nil
+  claim_chunks(job, n, chunk, function(lo, hi)
+    best, at = best_range(lo + 1, hi, best, at, score, keys, vals, a1, a2, a3, a4)
+  end)
+  return best, at
+end
+
 -- Run `runner` on every worker over [0, n) as one parallel phase; returns
 -- the futures' results. The first error is raised (with the worker's
 -- traceback) after every worker has stopped. Errors about the arguments
@@ -321,6 +365,36 @@ function pool:argmax(n, score, ...)
   end
   if at == nil then return nil end
   return best, at
+end
+
+--- The entry of `source` (a par.share snapshot, or a table, then shared for
+-- this call only) with the best score(key, value, ...): key, value, score.
+-- Among equal best scores, the entry that comes first in the pairs order of
+-- the state that shared it, when it shared it: the serial pairs loop's
+-- answer. key and value are that state's own objects there, this state's
+-- copies elsewhere. nil when no score is above -math.huge.
+function pool:best(source, score, ...)
+  check_open(self, "pool:best", 2)
+  if type(score) ~= "function" then
+    lib.argerror("pool:best", "argument #2 must be a function, got " .. type(score))
+  end
+  local share = require "ffipar.share"
+  local h, once = source, not share.is_share(source)
+  if once then h = share.snapshot(source, "pool:best", 3) end
+  local nx = select("#", ...)
+  local args = { ... }
+  args[nx + 1], args[nx + 2], args[nx + 3] = h, once, nx
+  local results = run_parallel(self, "pool:best", #h, score, best_chunks, unpack(args, 1, nx + 3))
+  local keys, vals = share.entries(h)
+  if once then share.drop(h) end           -- on an error, the GC does it
+  if not results then return nil, "cancelled" end
+  local best, at = -math.huge, nil
+  for _, r in ipairs(results) do
+    local s, i = r[2], r[3]
+    if i ~= nil and (s > best or (s == best and (at == nil or i < at))) then best, at = s, i end
+  end
+  if at == nil then return nil end
+  return keys[at], vals[at], best
 end
 
 --- reduce(...reduce(reduce(map(0, ...), map(1, ...)), map(2, ...))..., map(n - 1, ...)):
