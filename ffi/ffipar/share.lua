@@ -101,8 +101,12 @@ end
 
 ffi.metatype("struct ffipar_share", {
   __index = share,
-  __len = function(h) return tonumber(C.ffipar_share_len(h)) end,
+  __len = function(h)
+    if h == nil then bad_self("#sh", h) end
+    return tonumber(C.ffipar_share_len(h))
+  end,
   __tostring = function(h)
+    if h == nil then return "ffipar.share: NULL" end
     return ("ffipar.share(%d entries): %s"):format(tonumber(C.ffipar_share_len(h)), lib.addr(h))
   end,
 })
