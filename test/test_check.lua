@@ -347,6 +347,28 @@ function TestCheck:testCheckedElementReference()
   lu.assertErrorMsgContains("index 3 out of bounds", function() return cells[3] end)
 end
 
+-- Nested struct fields and elements of array elements are checked too.
+par.cdef("typedef struct { double x, y; } test_check_v2_t; typedef struct { test_check_v2_t pos; int32_t id; } test_check_body_t;")
+function TestCheck:testNestedFieldsAndArrayElements()
+  local bodies = par.array("test_check_body_t", 8, { name = "bodies" })
+  local vecs = par.array("double[3]", 8, { name = "vecs" })
+  bodies[1].pos.x = 3
+  vecs[2][1] = 5
+  lu.assertEquals({ bodies[1].pos.x, bodies:ptr()[1].pos.x, vecs[2][1], vecs:ptr()[2][1] }, { 3, 3, 5, 5 })
+  catalogue(self, function(pool)
+    pool:parallel_for(N, function(lo, hi, bodies) bodies[0].pos.y = lo end, bodies)
+  end, "race on checked array 'bodies' index 0: written by chunk")
+  catalogue(self, function(pool)
+    pool:parallel_for(N, function(lo, hi, vecs) vecs[3][0] = vecs[3][1] + lo end, vecs)
+  end, "race on checked array 'vecs' index 3: %a+ by chunk %[%d+, %d+%) and %a+ by chunk")
+  catalogue(self, function(pool)
+    pool:parallel_for(8, function(lo, hi, vecs, bodies)
+      for i = lo, hi - 1 do vecs[i][0] = vecs[i][1] + 1; bodies[i].pos.x = bodies[i].pos.y end
+    end, vecs, bodies)
+    return vecs[7][0] == 1
+  end)
+end
+
 -- A checked array's accessors compile in a worker, in check mode, with no
 -- NYI (the slow path is a C call the trace leaves for only on a slot's
 -- first touch by a strand).

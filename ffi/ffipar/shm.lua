@@ -171,7 +171,7 @@ local function is_aggregate(v)
   local id = tonumber(ffi.typeof(v))
   local agg = aggregate[id]
   if agg == nil then
-    agg = tostring(ffi.typeof(v)):match("&>$") ~= nil
+    agg = tostring(ffi.typeof(v)):find("&", 1, true) ~= nil   -- "T &", "double (&)[3]"
     aggregate[id] = agg
   end
   return agg
