@@ -178,6 +178,19 @@ function TestCheck:testTasksInAPhase()
     .. "and read by task 2 %(pool:submit at test/test_check.lua:%d+%)")
 end
 
+-- A spawned function of a phase is watched like a parallel call's function.
+function TestCheck:testSpawnedFunctionWritesUpvalueTable()
+  local totals = { 0 }
+  catalogue(self, function()
+    par.phase(function()
+      local ok, err = par.spawn(function() totals[1] = totals[1] + 1 end):join(10)
+      if not ok then error(err, 0) end
+    end)
+  end, "ffipar.check: spawned function 1 %(par.spawn at test/test_check.lua:%d+%) %(the function at "
+    .. "test/test_check.lua:%d+%) wrote key 1 of the table in upvalue 'totals'")
+  lu.assertEquals(totals[1], 0)
+end
+
 ---- race-free ----
 
 function TestCheck:testDisjointWrites()
