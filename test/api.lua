@@ -11,7 +11,7 @@
 -- A new kind of handle also needs a `make` (one ready-to-use object whose valid
 -- calls never block for long) and a `var` (the name in its messages: "g:enter:");
 -- optional: `closed` (a closed/detached one), `reset(obj)` (undo what a call left,
--- e.g. leave a gate). Kinds with the same var (the two channels) are one family.
+-- e.g. leave a gate), `needs` (a module it needs: skipped, visibly, without it). Kinds with the same var (the two channels) are one family.
 -- Argument types (test/misuse_child.lua defines each: a valid sample, what it
 -- accepts, which accepted values would wait or run for ever):
 --   "any"         anything may be fine: only "no crash, error at the caller named" is checked
@@ -45,6 +45,10 @@
 --   "aptr"        an int32_t*, int64_t* or double* into shared memory
 --   "table"       a table (of values that cross)
 --   "source"      a table or a par.share snapshot (pool:best)
+--   "uvmod" / "future" / "pool" / "channel"   the luv module / a finished par.thread / a
+--                 par.pool / a par.channel (every wrong value is refused)
+--   "max?"        an integer in [1, 2^24] or nil
+--   "awaitable"   a thread, future or channel (await: refused outside a coroutine anyway)
 local M = {}
 
 -- par.NAME(...): errors start with "ffipar.NAME:".
@@ -76,6 +80,18 @@ M.functions = {
   { "select", "channels", "timeout?" },
   { "pool", "workers", "opts?" },
   { "share", "table" },
+}
+
+-- require("ffipar.uv").NAME(...), the event-loop adapter (on luv here):
+-- errors start with "ffipar.uv.NAME:". `control = false`: no valid call outside
+-- a coroutine.
+M.uv = {
+  { "new", "uvmod", "opts?" },
+  { "on_done", "future", "function" },
+  { "submit", "pool", "function", "function" },      -- the callback comes last
+  { "on_item", "channel", "function" },
+  { "on_batch", "channel", "function", "max?" },
+  { "await", "awaitable", control = false },
 }
 
 -- Handles: obj:NAME(...) raises "VAR:NAME: ...". `make(par)` returns a
@@ -212,6 +228,15 @@ M.kinds = {
       { "iter" },
       { "fd" },
       { "close_fd" },
+    } },
+  -- a watch of the uv adapter (ffipar.uv.on_item & co.)
+  { "watch", var = "w", needs = "luv",
+    make = function(par)
+      return require("ffipar.uv").on_item(par.channel(2), function() end)
+    end,
+    methods = {
+      { "stop" },
+      { "active" },
     } },
   { "pool", var = "pool", make = function(par) return par.pool(1) end,
     closed = function(par)

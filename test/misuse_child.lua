@@ -137,6 +137,18 @@ T["source"] = { sample = function() return { 1, 2 } end,
 T["aptr"] = { sample = function() return keep(par.array("double", 2)):ptr() end,
   accepts = never }
 
+T["uvmod"] = { sample = function() return require("luv") end, accepts = never }
+T["future"] = { sample = function()
+    local t = par.spawn(function() return 1 end)
+    assert(t:join(10))
+    return t
+  end, accepts = never }
+T["pool"] = { sample = function() return par.pool(1) end, accepts = never }
+T["channel"] = { sample = function() return par.channel(2) end, accepts = never }
+T["max?"] = { sample = function() return nil end,
+  accepts = function(v) return type(v) == "nil" or isint(v, 1, 2^24) end }
+T["awaitable"] = { sample = function() return par.channel(2) end, accepts = never }
+
 -- The wrong values every argument gets.
 local function classes()
   local c = {
@@ -216,7 +228,7 @@ local function fuzz_args(label, fname, entry, get_f, make_self)
     end
   end
   local base = make_self and 1 or 0
-  do   -- the control: valid arguments (so a refusal below is for the wrong value)
+  if entry.control ~= false then   -- the control: valid arguments (so a refusal below is for the wrong value)
     local self, reset = nil, nil
     local args = {}
     if make_self then self, reset = make_self(); args[1] = self end
@@ -251,6 +263,11 @@ if part == "functions" then
     fuzz_args(label, "ffipar." .. name, e, get_f, nil)
     -- extra arguments are ignored or refused, never a crash
   end
+elseif part == "uv" then
+  local uvm = require "ffipar.uv"
+  for _, e in ipairs(api.uv) do
+    fuzz_args("uv." .. e[1], "ffipar.uv." .. e[1], e, function() return uvm[e[1]] end, nil)
+  end
 else
   local kind
   for _, k in ipairs(api.kinds) do if k[1] == part then kind = k end end
@@ -267,7 +284,7 @@ else
     if ok and null == nil then selves[#selves + 1] = { "a NULL " .. kind[1], null, false } end
   end
   for _, other in ipairs(api.kinds) do
-    if other ~= kind then
+    if other ~= kind and (not other.needs or pcall(require, other.needs)) then
       -- the two channels share close/closed/cap/iter: either outcome there
       local same_family = other.var == kind.var
       selves[#selves + 1] = { "a " .. other[1], other.make(par), (not same_family) and false or nil }

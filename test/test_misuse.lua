@@ -56,9 +56,18 @@ local function check_part(part)
   end
 end
 
+local has_luv = pcall(require, "luv")
+
 function TestMisuse.testFunctions() check_part("functions") end
+function TestMisuse.testUv()
+  if not has_luv then lu.skip("luv is not installed (make test installs lua-luv)") end
+  check_part("uv")
+end
 for _, kind in ipairs(api.kinds) do
-  TestMisuse["test_" .. kind[1]:gsub(" ", "_")] = function() check_part(kind[1]) end
+  TestMisuse["test_" .. kind[1]:gsub(" ", "_")] = function()
+    if kind.needs and not pcall(require, kind.needs) then lu.skip(kind.needs .. " is not installed") end
+    check_part(kind[1])
+  end
 end
 
 -- Runs last (luaunit sorts by name): how many calls the suite made.
@@ -110,10 +119,35 @@ function TestMisuse.testEveryPublicNameIsListed()
       end
     end
   end
+  if has_luv then   -- the uv adapter's functions and its watch's methods
+    local uv_listed = {}
+    for _, e in ipairs(api.uv) do uv_listed[e[1]] = true end
+    local uvm = require "ffipar.uv"
+    for k, f in pairs(uvm) do
+      if type(f) == "function" and not k:match("^_") and not uv_listed[k] then
+        missing[#missing + 1] = "ffipar.uv." .. k
+      end
+    end
+    for kind, methods in pairs(uvm._methods or {}) do modules[kind] = methods end
+    for kind, methods in pairs(modules) do
+      local entry
+      for _, k in ipairs(api.kinds) do if k[1] == kind then entry = k end end
+      if kind == "watch" and entry then
+        local names = {}
+        for _, e in ipairs(entry.methods) do names[e[1]] = true end
+        for name, f in pairs(methods) do
+          if type(f) == "function" and not name:match("^__") and not names[name] then
+            missing[#missing + 1] = "w:" .. name
+          end
+        end
+      end
+    end
+  end
   table.sort(missing)
   lu.assertEquals(missing, {}, "public names missing from test/api.lua")
   -- and every kind of the list was found in a module
   for _, k in ipairs(api.kinds) do
+    if k.needs and not has_luv then break end
     lu.assertNotNil(modules[k[1]], "test/api.lua lists a kind no module has: " .. k[1])
   end
 end

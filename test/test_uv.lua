@@ -132,8 +132,12 @@ function TestUv:testMisuse()
     uvpar.on_item, {}, print)
   lu.assertErrorMsgContains("ffipar.uv.submit: the last argument (the callback) must be a function",
     uvpar.submit, pool, function() end)
-  lu.assertErrorMsgContains("pool:submit: argument #1 must be a function, got number",
+  lu.assertErrorMsgContains("ffipar.uv.submit: argument #2 must be a function, got number",
     uvpar.submit, pool, 5, print)
+  lu.assertErrorMsgContains("ffipar.uv.submit: argument #1 must be a par.pool, got nil",
+    uvpar.submit, nil, print, print)
+  lu.assertErrorMsgContains("ffipar.uv.on_batch: max must be an integer >= 1",
+    uvpar.on_batch, par.channel(1), print, false)
   lu.assertErrorMsgContains("ffipar.uv.await: must run inside a coroutine",
     uvpar.await, pool:submit(function() require("ffipar").sleep(0.05) end))
   lu.assertErrorMsgContains("ffipar.uv.new: argument #1 must be a uv module", uvpar.new, {})

@@ -40,6 +40,7 @@ codec.register_ctype(pool_ct, "pool")
 local function is_pool(v)
   return ffi.istype(pool_ct, v)
 end
+M.is_pool = is_pool          -- for ffipar.uv
 
 --- A pool of n workers (default par.cpus()). opts.init: a function run once
 -- in each worker before any task; an error in it is raised here.

@@ -37,9 +37,10 @@ local function describe(x)
   return type(x) == "cdata" and tostring(ffi.typeof(x)) or type(x)
 end
 
-local function check_fn(fname, cb, what)
+-- level: as for lib.argerror, from check_fn's caller (default 2: its caller's caller).
+local function check_fn(fname, cb, what, level)
   if type(cb) ~= "function" then
-    lib.argerror(fname, ("%s must be a function, got %s"):format(what, type(cb)), 3)
+    lib.argerror(fname, ("%s must be a function, got %s"):format(what, type(cb)), (level or 2) + 1)
   end
 end
 
@@ -48,13 +49,21 @@ end
 local watch = {}
 watch.__index = watch
 
+local function check_watch(w, fname)
+  if getmetatable(w) ~= watch then
+    lib.argerror(fname, "expected a watch as self (use w:method()), got " .. lib.show(w), 3)
+  end
+end
+
 function watch:stop()
+  check_watch(self, "w:stop")
   if self.stopped then return end
   self.stopped = true
   if self.leave then self.leave(self) end
 end
 
 function watch:active()
+  check_watch(self, "w:active")
   return not self.stopped
 end
 
@@ -63,6 +72,9 @@ end
 function M.new(uv, opts)
   if type(uv) ~= "table" or type(uv.new_poll) ~= "function" then
     lib.argerror("ffipar.uv.new", "argument #1 must be a uv module (luv or vim.loop), got " .. describe(uv))
+  end
+  if type(opts) ~= "nil" and type(opts) ~= "table" then
+    lib.argerror("ffipar.uv.new", "argument #2 (options) must be a table or nil, got " .. describe(opts))
   end
   local max_fds = opts and opts.max_fds or 256
   lib.count(max_fds, "ffipar.uv.new", "max_fds", 1, 2^20, 2)
@@ -176,13 +188,17 @@ function M.new(uv, opts)
   --- pool:submit(fn, ...) with a callback as the last argument: cb(ok, ...)
   -- runs on the loop with the task's results. Returns the future and the watch.
   function A.submit(pool, fn, ...)
+    if not require("ffipar.pool").is_pool(pool) then
+      lib.argerror("ffipar.uv.submit", "argument #1 must be a par.pool, got " .. describe(pool))
+    end
+    check_fn("ffipar.uv.submit", fn, "argument #2")
     local n = select("#", ...)
     local cb = n > 0 and select(n, ...) or nil
     check_fn("ffipar.uv.submit", cb, "the last argument (the callback)")
     local args = pack(...)
     local ok, f = pcall(pool.submit, pool, fn, unpack(args, 1, n - 1))
     if not ok then
-      error((tostring(f):gsub("^[^\n]-:%d+: ", "")), 2)
+      error("ffipar.uv.submit: " .. (tostring(f):gsub("^[^\n]-:%d+: ", "")), 2)
     end
     return f, A.on_done(f, cb)
   end
@@ -196,7 +212,7 @@ function M.new(uv, opts)
     if not channel.is_channel(ch) then
       lib.argerror(fname, "argument #1 must be a par.channel, got " .. describe(ch), 3)
     end
-    check_fn(fname, cb, "argument #2 (the callback)")
+    check_fn(fname, cb, "argument #2 (the callback)", 3)
     local w = setmetatable({ cb = cb, ready = ready }, watch)
     w.failed = function(_, perr) cb(nil, "ffipar.uv: polling failed: " .. tostring(perr)) end
     local ok, err = pcall(join_poll, w, ch, false)
@@ -207,7 +223,7 @@ function M.new(uv, opts)
   --- cb(v) on the loop for each value popped from ch, in order; then
   -- cb(nil, "closed") once ch is closed and drained, and the watch ends.
   function A.on_item(ch, cb)
-    return watch_channel("ffipar.uv.on_item", ch, cb, function(w)
+    local w = watch_channel("ffipar.uv.on_item", ch, cb, function(w)
       for _ = 1, PER_WAKE do
         local v, err = ch:pop(0)
         if v == nil then
@@ -218,14 +234,15 @@ function M.new(uv, opts)
         if w.stopped then return end
       end
     end)
+    return w   -- not a tail call: watch_channel raises at the caller of this function
   end
 
   --- cb(vs) on the loop with a list of the values queued at each wake-up
   -- (up to max, default 256, per call), in order; then cb(nil, "closed").
   function A.on_batch(ch, cb, max)
-    max = max or 256
+    if type(max) == "nil" then max = 256 end
     lib.count(max, "ffipar.uv.on_batch", "max", 1, 2^24, 2)
-    return watch_channel("ffipar.uv.on_batch", ch, cb, function(w)
+    local w = watch_channel("ffipar.uv.on_batch", ch, cb, function(w)
       for _ = 1, math.max(1, math.floor(PER_WAKE / max)) do
         local vs, n, err = {}, 0, nil
         while n < max do
@@ -242,6 +259,7 @@ function M.new(uv, opts)
         end
       end
     end)
+    return w   -- not a tail call: watch_channel raises at the caller of this function
   end
 
   --- In a coroutine: yield until the thread or future f ends and return
@@ -290,6 +308,8 @@ local function get_default()
   end
   return default
 end
+
+M._methods = { watch = watch }
 
 for _, name in ipairs({ "on_done", "submit", "on_item", "on_batch", "await" }) do
   M[name] = function(...) return get_default()[name](...) end
