@@ -48,6 +48,10 @@ end
 
 local N = 100            -- check mode: 50 chunks of 2 for any pool size
 
+-- Two chunks, whichever access each made: "read by chunk [0, 2) and written
+-- by chunk [2, 4)", "written by chunk [0, 2) and chunk [2, 4)" (both wrote).
+local PAIR = "%a+ by chunk %[%d+, %d+%) and [%a ]-chunk %[%d+, %d+%)"
+
 ---- racy ----
 
 function TestCheck:testWriteWriteOnOneSlot()
@@ -68,8 +72,7 @@ function TestCheck:testReadWriteBetweenNeighbours()
         grid[i] = (left + right) / 2
       end
     end, grid)
-  end, "race on checked array 'grid' index %d+: %a+ by chunk %[%d+, %d+%) and %a+ by chunk "
-    .. "%[%d+, %d+%) of pool:parallel_for at test/test_check.lua:%d+")
+  end, "race on checked array 'grid' index %d+: " .. PAIR .. " of pool:parallel_for at test/test_check.lua:%d+")
 end
 
 -- The exact report for one schedule-independent case: in a pool of 1 the
@@ -94,8 +97,7 @@ function TestCheck:testReductionIntoOneSlot()
       total[0] = total[0] + i
       return i
     end, function(a, b) return a + b end, total)
-  end, "race on checked array 'total' index 0: %a+ by chunk %[%d+, %d+%) and %a+ by chunk "
-    .. "%[%d+, %d+%) of pool:map_reduce at test/test_check.lua:%d+")
+  end, "race on checked array 'total' index 0: " .. PAIR .. " of pool:map_reduce at test/test_check.lua:%d+")
 end
 
 par.cdef("typedef struct { int32_t hits; double sum; } test_check_cell_t;")
@@ -370,10 +372,10 @@ function TestCheck:testNestedFieldsAndArrayElements()
   lu.assertEquals({ bodies[1].pos.x, bodies:ptr()[1].pos.x, vecs[2][1], vecs:ptr()[2][1] }, { 3, 3, 5, 5 })
   catalogue(self, function(pool)
     pool:parallel_for(N, function(lo, hi, bodies) bodies[0].pos.y = lo end, bodies)
-  end, "race on checked array 'bodies' index 0: written by chunk")
+  end, "race on checked array 'bodies' index 0: " .. PAIR)
   catalogue(self, function(pool)
     pool:parallel_for(N, function(lo, hi, vecs) vecs[3][0] = vecs[3][1] + lo end, vecs)
-  end, "race on checked array 'vecs' index 3: %a+ by chunk %[%d+, %d+%) and %a+ by chunk")
+  end, "race on checked array 'vecs' index 3: " .. PAIR)
   catalogue(self, function(pool)
     pool:parallel_for(8, function(lo, hi, vecs, bodies)
       for i = lo, hi - 1 do vecs[i][0] = vecs[i][1] + 1; bodies[i].pos.x = bodies[i].pos.y end
