@@ -311,9 +311,9 @@ function TestGate:testStringColorsAreFreedWhenNoOneHoldsThem()
     for i = 1, 5000 do assert(g:enter("test-worker-" .. i)); g:leave() end
     return true
   end, g):join(30))
-  lu.assertEquals(util.wait_until(function()
-    return tonumber(C.ffipar_gate_colors()) == after and after
-  end, 10), after)
+  -- (<=: a state that an earlier test left closing may let go of its own)
+  lu.assertTrue(util.wait_until(function() return tonumber(C.ffipar_gate_colors()) <= after end, 10),
+    ("%d string colors kept after the worker ended"):format(tonumber(C.ffipar_gate_colors()) - after))
 end
 
 -- While any thread holds a string color (looked it up, or is inside with

@@ -379,13 +379,13 @@ function TestPool:testParallelCallsInCancelledWorkerReturnCancelledAfterChunksSt
       end
       local r1, r2
       if call == "parallel_for" then
-        r1, r2 = pool:parallel_for(2000, function(lo, hi, counts)
+        r1, r2 = pool:parallel_for(5000, function(lo, hi, counts)
           for i = lo, hi - 1 do item(i, counts) end
         end, counts)
       elseif call == "argmax" then
-        r1, r2 = pool:argmax(2000, item, counts)
+        r1, r2 = pool:argmax(5000, item, counts)
       else
-        r1, r2 = pool:map_reduce(2000, item, function(a, b) return a + b end, counts)
+        r1, r2 = pool:map_reduce(5000, item, function(a, b) return a + b end, counts)
       end
       local started, finished = par.atomics.load(counts:ptr()), par.atomics.load(counts:ptr() + 1)
       pool:close()
@@ -397,7 +397,7 @@ function TestPool:testParallelCallsInCancelledWorkerReturnCancelledAfterChunksSt
     lu.assertTrue(ok, call .. ": " .. tostring(r1))
     lu.assertEquals({ r1, r2 }, { nil, "cancelled" }, call)
     lu.assertEquals(started, finished, call)           -- no chunk still running
-    lu.assertTrue(finished < 2000, call)               -- the others stopped claiming
+    lu.assertTrue(finished < 5000, call)               -- the others stopped claiming
   end
 end
 
