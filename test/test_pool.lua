@@ -251,7 +251,7 @@ end
 local function worker_jit_log(job)
   local path = os.tmpname()
   local p = par.pool(1)
-  lu.assertTrue((p:submit(function(path) jit.flush() require("jit.v").on(path) end, path):join(10)))
+  lu.assertTrue((p:submit(function(path) require("util").jit_reset() require("jit.v").on(path) end, path):join(10)))
   job(p)
   lu.assertTrue((p:submit(function() require("jit.v").off() end):join(10)))
   p:close()

@@ -74,12 +74,34 @@ function M.mandelbrot_rows()
   return assert(loadstring(chunk, "@mandelbrot.lua"))(par), src
 end
 
+-- A clean start for a JIT check, in this state: every shim function is
+-- resolved (so a trace that starts on a loop's first iteration does not
+-- abort with "symbol not in cache"), no traces, and fresh hot counters.
+-- jit.flush() keeps the 64 hot counters, which loops share by a hash of
+-- their bytecode's address: a counter an earlier loop left near its limit
+-- starts a trace at once, one left far from it (after an abort) may never
+-- get hot in the loop under test. Setting hotloop (to LuaJIT's default)
+-- resets them all.
+function M.jit_reset()
+  local lib = require "ffipar.lib"
+  for section, text in pairs(require "ffipar.cdef") do
+    if type(text) == "string" then
+      lib.declare(section)
+      for name in text:gsub("/%*.-%*/", ""):gmatch("[%w_]%s+%**(ffipar_[%w_]+)%(") do
+        local _ = lib.C[name]
+      end
+    end
+  end
+  jit.flush()
+  jit.opt.start("hotloop=56")
+end
+
 -- Run fn() with jit.v logging to a temporary file; returns the log text.
 -- Tests use it to check that a hot loop compiles (a "loop" trace, no NYI).
 function M.jit_log(fn)
   local v = require "jit.v"
   local path = os.tmpname()
-  jit.flush()
+  M.jit_reset()
   v.on(path)
   local ok, err = pcall(fn)
   v.off()
