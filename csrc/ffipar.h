@@ -80,6 +80,11 @@ const char *ffipar_lib_path(void);
 ** a name wins); a worker's require finds it before package.path. */
 int  ffipar_modcache_put(const char *name, const char *code, size_t len);
 int  ffipar_modcache_has(const char *name);
+/* Whether worker states may use the shim's allocator (1) or must come from
+** luaL_newstate (0, the default): LuaJIT refuses a custom allocator on a
+** 64-bit target without GC64. The first spawn or pool tells it, from
+** ffi.abi, before any worker state exists. */
+void ffipar_state_own_alloc(int yes);
 
 /* @section thread */
 

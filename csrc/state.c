@@ -94,7 +94,9 @@ static int cache_searcher(lua_State *L)
 ** cheaper than malloc or LuaJIT's own mmap-backed allocator. Frees inside
 ** the arena are ignored (the space comes back when the state closes); past
 ** the arena, malloc takes over. LuaJIT accepts a custom allocator on 64-bit
-** only with GC64; where it refuses, luaL_newstate is used. */
+** only with GC64 (without it, lua_newstate prints an error and fails): the
+** Lua side knows the build (ffi.abi) and says once which to use; until it
+** does, luaL_newstate is used. */
 #define ARENA_SIZE (256 * 1024)
 
 static void *arena_get(arena *a, size_t n)
@@ -138,15 +140,51 @@ static int state_panic(lua_State *L)
   return 0;
 }
 
+/* Set before the first worker state is made (by the state that spawns),
+** read by the threads that make states; relaxed: a thread that makes a
+** state was started, or handed its job, after the store. */
+static atomic_int own_alloc;
+
+void ffipar_state_own_alloc(int yes)
+{
+  atomic_store_explicit(&own_alloc, yes != 0, memory_order_relaxed);
+}
+
+/* LuaJIT's own handler for errors in __gc (as luaL_newstate installs it,
+** in builds since 2023 that pass them to an "errfin" event instead of
+** raising them where the collector ran). */
+static int state_error_finalizer(lua_State *L)
+{
+  const char *e = lua_tostring(L, -1);
+  fprintf(stderr, "ERROR in finalizer: %s\n", e ? e : "?");
+  fflush(stderr);
+  return 0;
+}
+
 lua_State *state_new(arena *a)
 {
-  a->top = 0;
-  if (!a->base) a->base = malloc(ARENA_SIZE);
-  lua_State *L = lua_newstate(state_alloc, a);
-  if (!L) L = luaL_newstate();
+  lua_State *L;
+  if (atomic_load_explicit(&own_alloc, memory_order_relaxed)) {
+    a->top = 0;
+    if (!a->base) a->base = malloc(ARENA_SIZE);
+    L = lua_newstate(state_alloc, a);
+  } else {
+    L = luaL_newstate();
+  }
   if (!L) return NULL;
   lua_atpanic(L, state_panic);
   luaL_openlibs(L);
+  /* The errfin handler, whichever way the state was made (jit.attach is
+  ** the public way to set it; a build without the event never calls it, a
+  ** build without VM events refuses, which is fine). */
+  lua_getglobal(L, "jit");
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "attach");
+    lua_pushcfunction(L, state_error_finalizer);
+    lua_pushliteral(L, "errfin");
+    lua_pcall(L, 2, 0, 0) == 0 ? (void)0 : lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "loaders");               /* insert after preload */
   int n = (int)lua_objlen(L, -1);

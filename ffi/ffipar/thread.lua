@@ -14,6 +14,7 @@ local cached = false
 function M.cache_modules()
   if cached then return end
   cached = true
+  C.ffipar_state_own_alloc((ffi.abi("gc64") or not ffi.abi("64bit")) and 1 or 0)
   local names = { "ffipar", "ffipar.lib", "ffipar.cdef", "ffipar.wire", "ffipar.codec",
     "ffipar.worker" }
   for _, mod in ipairs(require("ffipar")._modules) do names[#names + 1] = "ffipar." .. mod end
