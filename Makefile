@@ -13,7 +13,12 @@ LIBFLAG ?= -shared
 # The Lua C API comes from the luajit executable at run time (never linked);
 # -z nodelete keeps the shim mapped while workers run after the main state
 # has closed at exit.
-LUAJIT_INC  ?= $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
+# A luajit given by path (make test LUAJIT=/opt/lj/bin/luajit) brings its
+# prefix: headers from there, and the C tests' libluajit; a bare name is the
+# system's (pkg-config).
+LUAJIT_PREFIX ?= $(if $(and $(findstring /,$(LUAJIT)),$(filter 1,$(words $(LUAJIT)))),$(abspath $(dir $(LUAJIT))..))
+LUAJIT_INC  ?= $(if $(LUAJIT_PREFIX),-I$(firstword $(wildcard $(LUAJIT_PREFIX)/include/luajit-*)),\
+  $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1))
 SHIM_CFLAGS  = -std=c11 -fPIC -pthread -fvisibility=hidden $(LUAJIT_INC)
 SHIM_LDFLAGS = -pthread -Wl,-z,nodelete
 
@@ -34,22 +39,29 @@ CDEF = ffi/ffipar/cdef.lua
 CTESTS = $(patsubst test/c/%.c,test/c/%,$(wildcard test/c/*.c))
 # Everything the tests and benches link against: the shim's objects plus a
 # real libluajit for the Lua API symbols (C tests have no luajit executable).
-CTEST_LIBS = -pthread -lluajit-5.1 -lm
+CTEST_LIBS = -pthread $(if $(LUAJIT_PREFIX),-L$(LUAJIT_PREFIX)/lib -Wl$(comma)-rpath$(comma)$(LUAJIT_PREFIX)/lib) -lluajit-5.1 -lm
+comma := ,
+# The shim and the C tests are rebuilt when the LuaJIT they are built for changes.
+LJ_CONF = build/luajit.conf
+$(shell mkdir -p build; echo '$(LUAJIT_INC) $(CTEST_LIBS)' | cmp -s - $(LJ_CONF) || echo '$(LUAJIT_INC) $(CTEST_LIBS)' > $(LJ_CONF))
 
-RUN = LUA_PATH='ffi/?.lua;test/?.lua;tools/?.lua;bench/?.lua;;' FFIPAR_LIB=./$(LIB)
+# luaunit is Debian's (lua-unit), found after the chosen luajit's own path.
+LUAUNIT_PATH ?= /usr/share/lua/5.1/?.lua
+RUN = LUA_PATH='ffi/?.lua;test/?.lua;tools/?.lua;bench/?.lua;;$(LUAUNIT_PATH)' FFIPAR_LIB=./$(LIB) \
+  FFIPAR_LUAJIT='$(if $(LUAJIT_PREFIX),$(abspath $(LUAJIT)),$(LUAJIT))'
 
 all: $(LIB) $(CDEF)
 
 $(LIB): $(OBJS)
 	$(CC) $(LIBFLAG) $(SHIM_LDFLAGS) $(LDFLAGS) -o $@ $(OBJS)
 
-csrc/%.o: csrc/%.c $(HDRS)
+csrc/%.o: csrc/%.c $(HDRS) $(LJ_CONF)
 	$(CC) $(SHIM_CFLAGS) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(CDEF): csrc/ffipar.h tools/gencdef.lua
 	$(LUAJIT) tools/gencdef.lua csrc/ffipar.h > $@.tmp && mv $@.tmp $@
 
-test/c/%: test/c/%.c $(SRCS) $(HDRS)
+test/c/%: test/c/%.c $(SRCS) $(HDRS) $(LJ_CONF)
 	$(CC) -std=c11 -O2 -g -Wall -Wextra -Icsrc $(LUAJIT_INC) $(CTEST_CFLAGS) -o $@ $< $(SRCS) $(CTEST_LIBS)
 
 deps:
@@ -66,7 +78,7 @@ example: deps all
 	$(RUN) $(LUAJIT) examples/stream_stats.lua $(EXAMPLE_INPUT)
 
 # The README's second command: every test; ends with "N passed, M failed".
-test: EXTRA_DEPS += $(TEST_DEPS)
+test: EXTRA_DEPS += $(TEST_DEPS) luarocks
 test: deps all $(CTESTS)
 	$(RUN) $(LUAJIT) test/run.lua $(TESTFLAGS)
 
@@ -118,6 +130,22 @@ test-luajit2: deps all $(CTESTS) $(LJ2)/usr/bin/luajit
 	  FFIPAR_LIB=./$(LIB) FFIPAR_LUAJIT="$(CURDIR)/$(LJ2)/usr/bin/luajit" \
 	  $(LJ2)/usr/bin/luajit test/run.lua $(TESTFLAGS)
 
+# The suite on upstream LuaJIT built from a source tree you have (a git
+# checkout or a release; nothing is downloaded here), e.g.
+#   make test-luajit-src LUAJIT_SRC=~/src/LuaJIT XCFLAGS=-DLUAJIT_DISABLE_GC64
+# The tree is copied to build/luajit-src, built with XCFLAGS and installed
+# into build/luajit; then `make test LUAJIT=build/luajit/bin/luajit`.
+LJSRC_PREFIX = $(CURDIR)/build/luajit
+test-luajit-src:
+	@test -f "$(LUAJIT_SRC)/src/lj_obj.h" || { echo "set LUAJIT_SRC to a LuaJIT source tree"; exit 2; }
+	rm -rf build/luajit-src $(LJSRC_PREFIX)
+	mkdir -p build && cp -a "$(LUAJIT_SRC)" build/luajit-src
+	$(MAKE) -C build/luajit-src clean >/dev/null
+	$(MAKE) -C build/luajit-src PREFIX=$(LJSRC_PREFIX) XCFLAGS="$(XCFLAGS)" >build/luajit-src.log
+	$(MAKE) -C build/luajit-src install PREFIX=$(LJSRC_PREFIX) XCFLAGS="$(XCFLAGS)" >>build/luajit-src.log
+	$(LJSRC_PREFIX)/bin/luajit -e 'print(jit.version, "GC64: " .. tostring(require("ffi").abi("gc64")))'
+	$(MAKE) test LUAJIT=$(LJSRC_PREFIX)/bin/luajit
+
 bench: EXTRA_DEPS += $(BENCH_DEPS)
 bench: deps all
 	$(MAKE) -C bench/c CC="$(CC)"
@@ -132,6 +160,9 @@ install: all
 uninstall:
 	rm -f $(DESTDIR)$(LUA_LIBDIR)/libffipar.so $(DESTDIR)$(LUA_SHAREDIR)/ffipar.lua
 	rm -rf $(DESTDIR)$(LUA_SHAREDIR)/ffipar
+	@# the lua/ and lua/5.1/ directories install may have made, when left empty
+	@for d in $(DESTDIR)$(LUA_LIBDIR) $(DESTDIR)$(LUA_SHAREDIR); do \
+	  rmdir "$$d" 2>/dev/null && rmdir "$$(dirname "$$d")" 2>/dev/null; done; true
 
 clean:
 	rm -f $(OBJS) $(LIB) $(CDEF) $(CTESTS)
@@ -141,6 +172,6 @@ clean:
 -include $(wildcard mk/*.mk)
 
 help:
-	@echo "make example | test | asan | tsan | valgrind | test-luajit2 | model | bench | install | uninstall | clean"
+	@echo "make example | test | asan | tsan | valgrind | test-luajit2 | test-luajit-src | model | bench | install | uninstall | clean"
 
-.PHONY: all deps example test asan tsan valgrind test-luajit2 bench install uninstall clean help
+.PHONY: all deps example test asan tsan valgrind test-luajit2 test-luajit-src bench install uninstall clean help

@@ -7,7 +7,7 @@ log=$(mktemp /tmp/access.XXXXXX)
 out=$(mktemp /tmp/stats.XXXXXX)
 trap 'rm -f "$log" "$out"' EXIT
 LUAJIT=${FFIPAR_LUAJIT:-luajit}
-luajit -e '
+$LUAJIT -e '
 for i = 1, 1000 do
   local status = i % 100 == 0 and 500 or i % 10 == 0 and 404 or 200
   io.write(("10.0.0.%d - - [22/Nov/2026:%02d:%02d:01 +0000] \"GET /p%d?q=%d HTTP/1.1\" %d %d \"-\" \"curl/8\"\n")
