@@ -27,7 +27,7 @@ SHIM_LDFLAGS = -pthread -Wl,-z,nodelete
 # missing ones, without recommends (gnuplot's would bring ImageMagick and Ghostscript;
 # gcc's would bring libc6-dev, hence listed).
 EXAMPLE_DEPS ?= luajit libluajit-5.1-dev gcc libc6-dev make pkg-config
-TEST_DEPS    ?= lua-unit spin lua-luv neovim
+TEST_DEPS    ?= lua-unit spin luarocks lua-luv neovim
 BENCH_DEPS   ?= gnuplot-nox lua-luv
 DEPS ?= $(EXAMPLE_DEPS)
 
@@ -78,7 +78,7 @@ example: deps all
 	$(RUN) $(LUAJIT) examples/stream_stats.lua $(EXAMPLE_INPUT)
 
 # The README's second command: every test; ends with "N passed, M failed".
-test: EXTRA_DEPS += $(TEST_DEPS) luarocks
+test: EXTRA_DEPS += $(TEST_DEPS)
 test: deps all $(CTESTS)
 	$(RUN) $(LUAJIT) test/run.lua $(TESTFLAGS)
 
