@@ -390,7 +390,7 @@ end
 function TestCheck:testCheckedAccessCompilesInWorker()
   local path = os.tmpname()
   local p = self.pools[1]
-  lu.assertTrue((p:submit(function(path) require("jit.v").on(path) end, path):join(10)))
+  lu.assertTrue((p:submit(function(path) require("util").jit_reset() require("jit.v").on(path) end, path):join(10)))
   local a = par.array("double", 20000, { name = "a" })
   p:parallel_for(#a, function(lo, hi, a)
     for _ = 1, 3 do
