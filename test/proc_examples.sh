@@ -28,5 +28,8 @@ check "heavy_computation --help" 0 $LUAJIT examples/heavy_computation.lua --help
 out=$($LUAJIT examples/shared_counter.lua -w 2 -n 200000 2>&1)
 [ "$(echo "$out" | grep -c ' exact ')" -eq 2 ] || { echo "shared_counter: $out"; fails=$((fails + 1)); }
 check "shared_counter bad -w" 2 $LUAJIT examples/shared_counter.lua -w 0
+check "nvim_fuzzy under luv --check" 0 $LUAJIT examples/nvim_fuzzy.lua futexwait csrc --check
+echo "$out" | grep -q "^csrc/.*futex_wait" || { echo "nvim_fuzzy: no futex_wait line found"; fails=$((fails + 1)); }
+check "nvim_fuzzy no files" 1 $LUAJIT examples/nvim_fuzzy.lua q /nonexistent
 echo "examples: $fails failures"
 [ $fails -eq 0 ]
