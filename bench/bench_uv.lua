@@ -1,0 +1,114 @@
+-- Inside an event loop (ffipar.uv on plain luv): how soon the loop hears
+-- that a task ended, beside a plain blocking join, both against the floor
+-- on this machine (bench/c/eventfd_wake: one eventfd write waking a thread
+-- asleep in poll(), plain C); and how late a 10 ms loop timer fires while
+-- both cores compute.
+local par = require "ffipar"
+local uv = require "luv"
+local uvpar = require("ffipar.uv").new(uv)
+
+local TASKS = 200
+
+-- The task: a short sleep (so the loop is asleep in epoll when it ends, as
+-- a loop waiting for work is), then the time it ends.
+local function task()
+  local p = require "ffipar"
+  p.sleep(0.002)
+  return p.now()
+end
+
+local function median(t)
+  table.sort(t)
+  return t[math.floor((#t + 1) / 2)]
+end
+
+-- Run the loop until cond() (a 1 s guard timer bounds each turn).
+local function wait(cond)
+  local guard = uv.new_timer()
+  guard:start(1000, 1000, function() end)
+  local deadline = uv.hrtime() + 60e9
+  while not cond() and uv.hrtime() < deadline do uv.run("once") end
+  guard:stop()
+  guard:close()
+  uv.run("nowait")
+  assert(cond(), "bench_uv: the loop did not get there in 60 s")
+end
+
+return {
+  {
+    -- The median over TASKS tasks, one at a time, of (callback time - the
+    -- task's last statement): encoding the results, the end of the task,
+    -- the eventfd write, the loop's wake-up from epoll, join(0), decoding.
+    name = "loop: task end to callback (ffipar.uv, luv)",
+    unit = "us",
+    target = "< 50 us median; C: eventfd wake",
+    limit = { abs = 50 },
+    c = "bench/c/eventfd_wake",
+    lua = function()
+      local pool = par.pool(1)
+      local lat = {}
+      for i = 1, TASKS do
+        local got
+        uvpar.submit(pool, task, function(ok, t_end) got = par.now() - t_end end)
+        wait(function() return got end)
+        lat[i] = got * 1e6
+      end
+      pool:close()
+      return median(lat)
+    end,
+  },
+  {
+    -- The same tasks joined the plain way: f:join() blocks (spins 100 us,
+    -- then sleeps on a futex), from the task's last statement to join's return.
+    name = "loop: task end to blocking join's return",
+    unit = "us",
+    target = "(for comparison); C: eventfd wake",
+    c = "bench/c/eventfd_wake",
+    lua = function()
+      local pool = par.pool(1)
+      local lat = {}
+      for i = 1, TASKS do
+        local _, t_end = pool:submit(task):join()
+        lat[i] = (par.now() - t_end) * 1e6
+      end
+      pool:close()
+      return median(lat)
+    end,
+  },
+  {
+    -- Two tasks compute for 1 s on a 2-worker pool (both cores) while the
+    -- loop runs a 10 ms timer: the worst lateness of a tick, ms. The loop
+    -- competes with the two workers for the two cores; the kernel decides.
+    name = "loop: 10 ms timer worst lag, both cores busy",
+    unit = "ms",
+    target = "< 20 ms",
+    limit = { abs = 20 },
+    runs = 5,
+    lua = function()
+      local pool = par.pool(2)
+      local lag, last, left = 0, uv.hrtime(), 2
+      local timer = uv.new_timer()
+      timer:start(10, 10, function()
+        local now = uv.hrtime()
+        lag = math.max(lag, (now - last) / 1e6 - 10)
+        last = now
+      end)
+      for _ = 1, 2 do
+        uvpar.submit(pool, function()
+          local p = require "ffipar"
+          local t_end, x = p.now() + 1, 1
+          repeat
+            for _ = 1, 20000 do x = (x * 1103515245 + 12345) % 2147483648 end
+          until p.now() >= t_end
+          return x
+        end, function() left = left - 1 end)
+      end
+      wait(function() return left == 0 end)
+      timer:stop()
+      timer:close()
+      uv.run("nowait")
+      pool:close()
+      return lag
+    end,
+  },
+}

@@ -1,0 +1,60 @@
+/* eventfd_wake: the floor under ffipar.uv's latency on this machine -- the
+** median microseconds from a thread's last instruction (after a 2 ms sleep,
+** like the bench's task) to another thread, asleep in poll() on an eventfd,
+** running again after one write to it. 200 rounds. */
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+static int efd;
+static double t_end;
+
+static double now(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void *task(void *arg)
+{
+  (void)arg;
+  struct timespec ts = { 0, 2000000 };
+  nanosleep(&ts, NULL);
+  t_end = now();
+  uint64_t one = 1;
+  if (write(efd, &one, 8) != 8) exit(1);
+  return NULL;
+}
+
+static int cmp(const void *a, const void *b)
+{
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+  int n = argc > 1 ? atoi(argv[1]) : 200;
+  double *lat = malloc(sizeof(double) * n);
+  efd = eventfd(0, EFD_NONBLOCK);
+  if (!lat || efd < 0) return 1;
+  for (int i = 0; i < n; i++) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, task, NULL) != 0) return 1;
+    struct pollfd p = { .fd = efd, .events = POLLIN };
+    while (poll(&p, 1, 5000) != 1) {}
+    lat[i] = (now() - t_end) * 1e6;
+    uint64_t v;
+    if (read(efd, &v, 8) != 8) return 1;
+    pthread_join(t, NULL);
+  }
+  qsort(lat, n, sizeof(double), cmp);
+  printf("%.3f\n", lat[(n - 1) / 2]);
+  return 0;
+}
