@@ -27,10 +27,11 @@
 ** signal it", so push pays nothing for it beyond the load it already does.
 ** Under fd_lock, FD_ARMED is set exactly when the eventfd is not readable:
 ** fd_fire clears it and signals, fd_rearm resets the eventfd and sets it.
-** Publishers (push, close) publish (seq_cst), then load sel_count (seq_cst);
-** fd_rearm sets FD_ARMED (a seq_cst RMW), then looks for an item or close
-** (seq_cst loads): Dekker again, so either the publisher sees FD_ARMED and
-** fires, or the re-check sees its item and fires. A consumer re-arms after a
+** A push publishes (seq_cst), then loads sel_count (seq_cst); fd_rearm
+** sets FD_ARMED (a seq_cst RMW), then looks for an item or close (seq_cst
+** loads): Dekker again, so either the push sees FD_ARMED and fires, or the
+** re-check sees its item and fires. Close fires under fd_lock before it
+** lets pops report "closed" (see ffipar_channel_close). A consumer re-arms after a
 ** pop that leaves the channel empty or finds it empty, so the descriptor is
 ** readable about when pop(0) would succeed; another consumer may take the
 ** item first (a pop(0) then finds nothing, and re-arms). Pop pays one
@@ -432,14 +433,17 @@ void ffipar_channel_close(ffipar_channel *c)
   ** counter before the bumps below, so its futex_wait returns. */
   uint64_t old = atomic_fetch_or(&c->enq, CLOSED_BIT);
   if (old & CLOSED_BIT) return;
+  /* The descriptor first: a pop sees ECLOSED only after `closed` below, so
+  ** it then finds the descriptor readable. Under fd_lock (fd_fire), after a
+  ** re-arm or a creation in progress: one that missed the bit above left
+  ** FD_ARMED for us to fire. Seq_cst load, after the fetch_or, against the
+  ** creator's seq_cst store of evfd then load of enq (Dekker). */
+  if (atomic_load(&c->evfd) >= 0) fd_fire(c);
   atomic_store(&c->closed, 1);
   atomic_fetch_add(&c->not_empty, GEN_ONE);
   futex_wake(gen_of(&c->not_empty), 0x7fffffff);
   atomic_fetch_add(&c->not_full, GEN_ONE);
   futex_wake(gen_of(&c->not_full), 0x7fffffff);
-  /* Seq_cst, after the fetch_or above: a re-arm that misses the bit has set
-  ** FD_ARMED before this load (see the top). */
-  if (atomic_load(&c->sel_count) & FD_ARMED) fd_fire(c);
   pthread_mutex_lock(&c->sel_lock);
   for (struct sel_node *n = c->sel_head; n; n = n->next) {
     atomic_fetch_add(&n->sel->ev, 1);
@@ -480,7 +484,7 @@ int ffipar_channel_fd(ffipar_channel *c, int *out)
   if (fd == -1) {
     fd = fd_new();
     if (fd < 0) { pthread_mutex_unlock(&c->fd_lock); return FFIPAR_ESYS; }
-    atomic_store_explicit(&c->evfd, fd, memory_order_relaxed);   /* see after_pop */
+    atomic_store(&c->evfd, fd);          /* seq_cst: see ffipar_channel_close */
     /* Armed first, then the look for what is already there (see the top). */
     atomic_fetch_or(&c->sel_count, FD_ARMED);
     if (ready(c)) {

@@ -140,16 +140,47 @@ local function search(files, q, top, progress)
   return best, total
 end
 
--- The files under root (a worker runs `find`, so the loop never waits on
--- the disk), with their sizes, in a stable order.
+-- The files under root (or root itself), with their sizes, sorted by
+-- path. A worker walks the tree (opendir/readdir through the FFI), so the
+-- loop never waits on the disk.
 local function list_files(root)
-  local p = io.popen("find '" .. root:gsub("'", "'\\''") .. "' -type f -printf '%s %p\\n' 2>/dev/null | sort -k2")
+  local ffi = require "ffi"
+  pcall(ffi.cdef, [[
+    typedef struct nvim_fuzzy_DIR nvim_fuzzy_DIR;
+    struct nvim_fuzzy_dirent { uint64_t ino; int64_t off; unsigned short reclen;
+                               unsigned char type; char name[256]; };
+    nvim_fuzzy_DIR *opendir(const char *name);
+    struct nvim_fuzzy_dirent *readdir(nvim_fuzzy_DIR *d);
+    int closedir(nvim_fuzzy_DIR *d);
+  ]])
+  local DT_DIR, DT_REG, DT_UNKNOWN = 4, 8, 0
   local files = {}
-  for line in p:lines() do
-    local size, path = line:match("^(%d+) (.*)$")
-    if size then files[#files + 1] = { path, tonumber(size) } end
+  local function add(path)
+    local f = io.open(path, "rb")
+    if f then
+      files[#files + 1] = { path, f:seek("end") or 0 }
+      f:close()
+    end
   end
-  p:close()
+  local function walk(dir)
+    local d = ffi.C.opendir(dir)
+    if d == nil then return false end
+    while true do
+      local e = ffi.C.readdir(d)
+      if e == nil then break end
+      local name = ffi.string(e.name)
+      if name ~= "." and name ~= ".." then
+        local path = dir .. "/" .. name
+        if e.type == DT_DIR then walk(path)
+        elseif e.type == DT_REG then add(path)
+        elseif e.type == DT_UNKNOWN and not walk(path) then add(path) end
+      end
+    end
+    ffi.C.closedir(d)
+    return true
+  end
+  if not walk(root) then add(root) end
+  table.sort(files, function(a, b) return a[1] < b[1] end)
   return files
 end
 

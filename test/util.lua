@@ -168,7 +168,7 @@ end
 -- /dev/urandom).
 function M.eventfds()
   local n = 0
-  local p = io.popen("ls -l /proc/" .. M.pid() .. "/fd")
+  local p = io.popen("ls -l /proc/" .. M.pid() .. "/fd 2>/dev/null")
   for line in p:lines() do
     if line:find("anon_inode:[eventfd]", 1, true) then n = n + 1 end
   end
