@@ -45,7 +45,9 @@ function TestUv:testTheLoopRunsWhileThePoolComputes()
   local r = scenario.responsive(uvpar, uv, wait, 1.0, 50)
   lu.assertTrue(r.completed)
   -- the 10 ms timer kept firing while both cores computed for ~1 s
-  lu.assertTrue(r.ticks_before >= 10, "timer ticks before the first result: " .. tostring(r.ticks_before))
+  -- (valgrind runs one thread at a time: there the loop only has to tick)
+  local least = os.getenv("FFIPAR_VALGRIND") and 1 or 10
+  lu.assertTrue(r.ticks_before >= least, "timer ticks before the first result: " .. tostring(r.ticks_before))
   -- each result exactly once, right values
   lu.assertEquals(#r.done, 2)
   table.sort(r.done, function(a, b) return a[2] < b[2] end)
@@ -75,7 +77,7 @@ function TestUv:testAwaitInCoroutines()
 end
 
 function TestUv:testManyFuturesLeaveNothingBehind()
-  local n = util.scale(10000)
+  local n = os.getenv("FFIPAR_VALGRIND") and 1000 or util.scale(10000)
   local right, returned, completed = scenario.many(uvpar, wait, n)
   lu.assertTrue(completed)
   lu.assertEquals(returned, n)
