@@ -239,7 +239,9 @@ static __attribute__((noinline)) void fd_rearm(ffipar_channel *c)
   if (atomic_load(&c->sel_count) & FD_ARMED) return;
   pthread_mutex_lock(&c->fd_lock);
   int fd = atomic_load_explicit(&c->evfd, memory_order_relaxed);
-  if (fd >= 0 && !(atomic_load(&c->sel_count) & FD_ARMED)) {
+  /* Nothing to reset while an item or close is there: a re-arm that began
+  ** before a close must not reset the descriptor after it. */
+  if (fd >= 0 && !(atomic_load(&c->sel_count) & FD_ARMED) && !ready(c)) {
     fd_reset(fd);
     atomic_fetch_or(&c->sel_count, FD_ARMED);
     if (ready(c)) {
