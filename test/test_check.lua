@@ -180,6 +180,17 @@ function TestCheck:testTasksInAPhase()
     .. "and read by task 2 %(pool:submit at test/test_check.lua:%d+%)")
 end
 
+-- pool:best gets its strands from the shared parallel path too.
+function TestCheck:testBestScoreWritingASlot()
+  local last = par.array("int32_t", 1, { name = "last" })
+  local t = {}
+  for i = 1, N do t["k" .. i] = i end
+  catalogue(self, function(pool)
+    return pool:best(t, function(k, v, last) last[0] = v; return v end, last)
+  end, "race on checked array 'last' index 0: written by chunk %[%d+, %d+%) and chunk "
+    .. "%[%d+, %d+%) of pool:best at")
+end
+
 -- A spawned function of a phase is watched like a parallel call's function.
 function TestCheck:testSpawnedFunctionWritesUpvalueTable()
   local totals = { 0 }
@@ -244,6 +255,21 @@ function TestCheck:testDisjointFieldWritesAndPureReduction()
       return scratch[2]
     end, function(a, b) return a + b end, cells)
     return sum == N * (N - 1) / 2 and cells[7].sum == 3.5
+  end)
+end
+
+function TestCheck:testBestReadingSharedArrays()
+  local w = par.array("double", N, { name = "w" })
+  for i = 0, N - 1 do w[i] = (i * 37) % N end
+  local t = {}
+  local want = -1
+  for i = 0, N - 1 do
+    t[i] = i
+    want = math.max(want, w[i] + w[(i + 1) % N])
+  end
+  catalogue(self, function(pool)
+    local k, v, s = pool:best(t, function(k, v, w) return w[v] + w[(v + 1) % #w] end, w)
+    return s == want and w[k] + w[(k + 1) % N] == want
   end)
 end
 
