@@ -6,7 +6,8 @@
 -- applies it. The same steps run serially and then in parallel; the program
 -- prints both timings and checks that both chose exactly the same moves.
 -- With --checked the arrays are checked arrays: every access is
--- bounds-checked and two threads writing one slot would be reported.
+-- bounds-checked and two chunks touching one slot, one of them writing,
+-- would be reported (FFIPAR_CHECK=1 does that and checks the Lua side too).
 --
 -- usage: luajit examples/best_move.lua [-n CITIES] [-s STEPS] [-w WORKERS] [--seed S] [--checked]
 local par = require "ffipar"
