@@ -150,3 +150,16 @@ function TestUv:testMisuse()
   assert(f:join(10))
   pool:close()
 end
+
+function TestUv:testADetachedThreadIsRefused()
+  -- running (the descriptor is refused) and done (join is refused)
+  for _, done in ipairs({ false, true }) do
+    local t = par.spawn(function(d) if not d then require("ffipar").sleep(0.2) end return 1 end, done)
+    if done then lu.assertTrue(util.wait_until(function() return t:status() == "done" end, 10)) end
+    t:detach()
+    local ok, err = pcall(uvpar.on_done, t, function() end)
+    lu.assertFalse(ok)
+    lu.assertStrContains(err, "ffipar.uv.on_done: t:")
+    lu.assertStrContains(err, "the thread is detached")
+  end
+end

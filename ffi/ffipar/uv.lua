@@ -145,11 +145,13 @@ function M.new(uv, opts)
     local f = w.obj
     w.obj = nil
     if f:status() ~= "running" then
-      -- Already done (maybe joined, its readiness consumed): a timer
-      -- delivers on the loop's next turn.
+      -- Already done (maybe joined, its readiness consumed): join now
+      -- (a misuse raises here, not in the loop), deliver on the loop's
+      -- next turn.
+      local r = pack(f:join(0))
       local t = uv.new_timer()
       w.leave = function() if not t:is_closing() then t:close() end end
-      t:start(0, 0, function() deliver(w, f:join(0)) end)
+      t:start(0, 0, function() deliver(w, unpack(r, 1, r.n)) end)
       return
     end
     w.ready = function()
@@ -160,12 +162,24 @@ function M.new(uv, opts)
     join_poll(w, f, true)
   end
 
-  pump = function()
+  -- Start queued watches while there is room. A watch that cannot start
+  -- (no descriptor: e.g. too many open files) raises when it is `mine`,
+  -- the one on_done is adding; any other gets cb(false, err) instead, as
+  -- this runs inside a loop callback, where an error would end plain luv.
+  pump = function(mine)
     while head <= tail and polled_futures < max_fds do
       local w = queue[head]
       queue[head] = nil
       head = head + 1
-      if not w.stopped then start_future(w) end
+      if not w.stopped then
+        local ok, err = pcall(start_future, w)
+        if not ok then
+          err = tostring(err):gsub("^[^\n]-:%d+: ", "")
+          if w == mine then error(err, 0) end
+          w.stopped = true
+          w.cb(false, "ffipar.uv: " .. err)
+        end
+      end
     end
   end
 
@@ -180,7 +194,7 @@ function M.new(uv, opts)
     w.leave = function(self) self.obj = nil end      -- stopped while queued
     tail = tail + 1
     queue[tail] = w
-    local ok, err = pcall(pump)
+    local ok, err = pcall(pump, w)
     if not ok then lib.argerror("ffipar.uv.on_done", err) end
     return w
   end
