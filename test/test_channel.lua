@@ -676,3 +676,10 @@ function TestChannel:testItemSizeAndAlignmentLimits()
   lu.assertErrorMsgContains("ffipar.channel: 'test_al128_t' is aligned to 128 bytes; a channel's "
     .. "items may be aligned to at most 64", par.channel, 2, "test_al128_t")
 end
+
+function TestChannel:testNestedWrongStructIsNamed()
+  par.cdef "typedef struct { int a; } test_inner_t; typedef struct { test_inner_t o; } test_outer_t;"
+  local ch = par.channel(2, "test_outer_t")
+  lu.assertErrorMsgContains("ch:push: expected test_outer_t, got table that does not initialize one "
+    .. "(cannot convert 'test_rec_t' to 'test_inner_t')", ch.push, ch, { o = ffi.new("test_rec_t") })
+end

@@ -282,3 +282,10 @@ function TestShm:testNamedCtypeOfACdefTypedef()
   lu.assertErrorMsgContains("ffipar.array: ctype must be a type name (string) or a named ctype",
     par.array, ffi.typeof("test_plain_typeof_t"), 1)
 end
+
+-- Issue #11: ffi's messages name par.cdef'd structs, not 'struct 325'.
+function TestShm:testBadInitializerNamesTheStructs()
+  par.cdef "typedef struct { int a; } test_init_a_t; typedef struct { double b; } test_init_b_t;"
+  lu.assertErrorMsgContains("ffipar.new: bad initializer for 'test_init_a_t': cannot convert "
+    .. "'test_init_b_t' to 'test_init_a_t'", par.new, "test_init_a_t", ffi.new("test_init_b_t"))
+end

@@ -283,7 +283,7 @@ local function typed_kind(name, elem)
     local ok, err = pcall(assign, v)
     if not ok then
       lib.argerror(pname, ("expected %s, got %s that does not initialize one (%s)")
-        :format(name, describe(v), tostring(err):gsub("^.-:%d+: ", "")), 3)
+        :format(name, describe(v), shm.readable(err)), 3)
     end
   end
 

@@ -51,6 +51,16 @@ function M.replay(from, to)
   end
 end
 
+-- The name a par.cdef declaration gives the ctype with this id, or nil.
+local function cdef_name(id)
+  for text in pairs(applied) do
+    for name in text:gmatch("([%a_][%w_]*)%s*;") do
+      local ok, t = pcall(ffi.typeof, name)
+      if ok and tonumber(t) == id then return name end
+    end
+  end
+end
+
 -- A readable name for a ctype: ffi prints a typedef'd anonymous struct as
 -- "struct 325" (its ctype id); give it the name a par.cdef declared for it
 -- (that name also resolves in every worker). Other ctypes print as ffi does.
@@ -59,14 +69,17 @@ function M.ctype_name(ct)
   local id, rest = s:match("^struct (%d+)(.*)$")
   if not id then id, rest = s:match("^union (%d+)(.*)$") end
   if not id then return s end
-  id = tonumber(id)
-  for text in pairs(applied) do
-    for name in text:gmatch("([%a_][%w_]*)%s*;") do
-      local ok, t = pcall(ffi.typeof, name)
-      if ok and tonumber(t) == id then return name .. rest end
-    end
-  end
-  return s
+  local name = cdef_name(tonumber(id))
+  return name and (name .. rest) or s
+end
+
+-- An ffi error message with its anonymous struct numbers ("cannot convert
+-- 'struct 224' to 'struct 221'") replaced by their par.cdef names, and
+-- without the position of the ffipar line that raised it.
+function M.readable(msg)
+  msg = tostring(msg):gsub("^[^\n]-:%d+: ", "")
+  return (msg:gsub("(%f[%w]struct (%d+))", function(s, id) return cdef_name(tonumber(id)) or s end)
+    :gsub("(%f[%w]union (%d+))", function(s, id) return cdef_name(tonumber(id)) or s end))
 end
 
 -- The element pointer and length of a par.array; nil for anything else.
@@ -312,7 +325,7 @@ function M.new(ctype, init)
     local ok, err = pcall(function() p[0] = init end)
     if not ok then
       C.ffipar_obj_release(obj)
-      lib.argerror("ffipar.new", ("bad initializer for '%s': %s"):format(name, err))
+      lib.argerror("ffipar.new", ("bad initializer for '%s': %s"):format(name, M.readable(err)))
     end
   end
   p = ffi.gc(p, function() C.ffipar_obj_release(obj) end)
