@@ -251,7 +251,91 @@ local function fuzz_args(label, fname, entry, get_f, make_self)
   return types
 end
 
-if part == "functions" then
+-- The public names that test/api.lua does not list.
+local function public_names()
+  local listed = {}
+  for _, e in ipairs(api.functions) do listed[e[1]] = true end
+  local missing = {}
+  for name in pairs(par._where) do
+    local v = par[name]
+    if type(v) == "table" then
+      for k, f in pairs(v) do
+        if type(f) == "function" and not listed[name .. "." .. k] then
+          missing[#missing + 1] = "par." .. name .. "." .. k
+        end
+      end
+    elseif not listed[name] then
+      missing[#missing + 1] = "par." .. name
+    end
+  end
+  par.channel(1, "double")       -- makes the typed channel methods
+  local modules = {}
+  for _, mod in ipairs(par._modules) do
+    local m = require("ffipar." .. mod)
+    for kind, methods in pairs(m._methods or {}) do modules[kind] = methods end
+    if m._typed then   -- every typed channel has the same methods
+      modules["typed channel"] = m._typed.double.methods
+      modules["struct channel"] = m._typed.double.methods
+    end
+  end
+  for kind, methods in pairs(modules) do
+    local entry
+    for _, k in ipairs(api.kinds) do if k[1] == kind then entry = k end end
+    if not entry then
+      missing[#missing + 1] = "the kind " .. kind
+    else
+      local names = {}
+      for _, e in ipairs(entry.methods) do names[e[1]] = true end
+      for name, f in pairs(methods) do
+        if type(f) == "function" and not names[name] then
+          missing[#missing + 1] = entry.var .. ":" .. name
+        end
+      end
+    end
+  end
+  local has_luv = pcall(require, "luv")
+  if has_luv then   -- the uv adapter's functions and its watch's methods
+    local uv_listed = {}
+    for _, e in ipairs(api.uv) do uv_listed[e[1]] = true end
+    local uvm = require "ffipar.uv"
+    for k, f in pairs(uvm) do
+      if type(f) == "function" and not k:match("^_") and not uv_listed[k] then
+        missing[#missing + 1] = "ffipar.uv." .. k
+      end
+    end
+    for kind, methods in pairs(uvm._methods or {}) do modules[kind] = methods end
+    for kind, methods in pairs(modules) do
+      local entry
+      for _, k in ipairs(api.kinds) do if k[1] == kind then entry = k end end
+      if kind == "watch" and entry then
+        local names = {}
+        for _, e in ipairs(entry.methods) do names[e[1]] = true end
+        for name, f in pairs(methods) do
+          if type(f) == "function" and not name:match("^__") and not names[name] then
+            missing[#missing + 1] = "w:" .. name
+          end
+        end
+      end
+    end
+  end
+  -- and every kind of the list was found in a module
+  for _, k in ipairs(api.kinds) do
+    if not (k.needs and not has_luv) and not modules[k[1]] then
+      missing[#missing + 1] = "test/api.lua lists a kind no module has: " .. k[1]
+    end
+  end
+  table.sort(missing)
+  return missing
+end
+
+if part == "names" then
+  for _, name in ipairs(public_names()) do
+    count = count + 1
+    failed = failed + 1
+    out(("FAIL %d public name missing from test/api.lua: %s"):format(count, name))
+  end
+  if count == 0 then count = 1 end     -- the check itself counts as one call
+elseif part == "functions" then
   for _, e in ipairs(api.functions) do
     local name = e[1]
     local function get_f()
