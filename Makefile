@@ -45,9 +45,12 @@ comma := ,
 LJ_CONF = build/luajit.conf
 $(shell mkdir -p build; echo '$(LUAJIT_INC) $(CTEST_LIBS)' | cmp -s - $(LJ_CONF) || echo '$(LUAJIT_INC) $(CTEST_LIBS)' > $(LJ_CONF))
 
-# luaunit is Debian's (lua-unit), found after the chosen luajit's own path.
+# luaunit and luv are Debian's (lua-unit, lua-luv), found after the chosen
+# luajit's own paths.
 LUAUNIT_PATH ?= /usr/share/lua/5.1/?.lua
-RUN = LUA_PATH='ffi/?.lua;test/?.lua;tools/?.lua;bench/?.lua;;$(LUAUNIT_PATH)' FFIPAR_LIB=./$(LIB) \
+LUV_CPATH    ?= /usr/lib/$(shell $(CC) -print-multiarch 2>/dev/null)/lua/5.1/?.so
+RUN = LUA_PATH='ffi/?.lua;test/?.lua;tools/?.lua;bench/?.lua;;$(LUAUNIT_PATH)' \
+  LUA_CPATH=';;$(LUV_CPATH)' FFIPAR_LIB=./$(LIB) \
   FFIPAR_LUAJIT='$(if $(LUAJIT_PREFIX),$(abspath $(LUAJIT)),$(LUAJIT))'
 
 all: $(LIB) $(CDEF)
