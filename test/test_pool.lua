@@ -365,9 +365,13 @@ end
 -- once the pool's chunks have stopped (none still running), like every
 -- other blocking call.
 function TestPool:testParallelCallsInCancelledWorkerReturnCancelledAfterChunksStop()
+  -- Enough 2 ms items (100 s of work; chunks of ~3 s) that the cancel lands first even
+  -- where the main thread waits long for a core (valgrind runs one thread
+  -- at a time); a prompt cancel stops it after a few items.
+  local n = 50000
   for _, call in ipairs({ "parallel_for", "argmax", "map_reduce" }) do
     local counts = par.array("int64_t", 2)        -- chunks started, chunks finished
-    local t = par.spawn(function(call, counts)
+    local t = par.spawn(function(call, counts, n)
       local par = require "ffipar"
       local pool = par.pool(2)
       local function item(i, counts)
@@ -379,25 +383,25 @@ function TestPool:testParallelCallsInCancelledWorkerReturnCancelledAfterChunksSt
       end
       local r1, r2
       if call == "parallel_for" then
-        r1, r2 = pool:parallel_for(5000, function(lo, hi, counts)
+        r1, r2 = pool:parallel_for(n, function(lo, hi, counts)
           for i = lo, hi - 1 do item(i, counts) end
         end, counts)
       elseif call == "argmax" then
-        r1, r2 = pool:argmax(5000, item, counts)
+        r1, r2 = pool:argmax(n, item, counts)
       else
-        r1, r2 = pool:map_reduce(5000, item, function(a, b) return a + b end, counts)
+        r1, r2 = pool:map_reduce(n, item, function(a, b) return a + b end, counts)
       end
       local started, finished = par.atomics.load(counts:ptr()), par.atomics.load(counts:ptr() + 1)
       pool:close()
       return r1, r2, started, finished
-    end, call, counts)
+    end, call, counts, n)
     lu.assertTrue(util.wait_until(function() return par.atomics.load(counts:ptr()) > 0 end, 10))
     t:cancel()
     local ok, r1, r2, started, finished = t:join(20)
     lu.assertTrue(ok, call .. ": " .. tostring(r1))
     lu.assertEquals({ r1, r2 }, { nil, "cancelled" }, call)
     lu.assertEquals(started, finished, call)           -- no chunk still running
-    lu.assertTrue(finished < 5000, call)               -- the others stopped claiming
+    lu.assertTrue(finished < n, call)                  -- the others stopped claiming
   end
 end
 
