@@ -86,6 +86,47 @@ function TestUv:testManyFuturesLeaveNothingBehind()
   lu.assertEquals({ settled() }, { self.live, self.fds })
 end
 
+-- The last callback runs before the watch's clean-up (the poll handle and
+-- the future's descriptor close after it), and the clean-up happens even
+-- when the callback raises. A fake loop, so the error reaches this test
+-- (plain luv ends the process on an error in a callback).
+function TestUv:testTheCallbackRunsBeforeTheCleanUpWhichSurvivesItsError()
+  local polls = {}
+  local fake = {
+    new_timer = uv.new_timer,
+    new_poll = function(fd)
+      local h = { fd = fd, closed = false }
+      function h.start(self, _, cb) self.cb = cb end
+      function h.is_closing(self) return self.closed end
+      function h.close(self) self.closed = true end
+      polls[#polls + 1] = h
+      return h
+    end,
+  }
+  local A = uvpar.new(fake)
+  local pool = par.pool(1)
+  local seen
+  local w
+  local f
+  f, w = A.submit(pool, function() return 7 end, function(ok, v)
+    seen = { ok = ok, v = v, active = w:active(), closed = polls[1].closed }
+    error("boom " .. v)
+  end)
+  lu.assertEquals(#polls, 1)
+  local deadline = par.now() + 10
+  while f:status() == "running" and par.now() < deadline do par.sleep(0.001) end
+  local ok, err = pcall(polls[1].cb, nil)
+  lu.assertFalse(ok)
+  lu.assertStrContains(tostring(err), "boom 7")
+  lu.assertEquals(seen, { ok = true, v = 7, active = false, closed = false })
+  lu.assertTrue(polls[1].closed)
+  lu.assertFalse(w:active())
+  pool:close()
+  f, w = nil, nil
+  util.gc()
+  lu.assertEquals(select(2, settled()), self.fds)
+end
+
 function TestUv:testBatchesSharedPollsAndStop()
   local ch = par.channel(64)
   local batches, closed = {}, 0

@@ -136,9 +136,14 @@ function M.new(uv, opts)
   -- Futures beyond max_fds wait here, in order.
   local queue, head, tail = {}, 1, 0
 
+  -- The last callback of a watch runs first and the clean-up after it
+  -- (closing the poll handle and a future's descriptor: system calls the
+  -- loop need not wait for), also when the callback raises.
   local function deliver(w, ...)
-    w:stop()
-    w.cb(...)
+    w.stopped = true
+    local ok, err = pcall(w.cb, ...)
+    if w.leave then w.leave(w) end
+    if not ok then error(err, 0) end
   end
 
   local function start_future(w)
