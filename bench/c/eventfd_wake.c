@@ -1,7 +1,8 @@
 /* eventfd_wake: the floor under ffipar.uv's latency on this machine -- the
-** median microseconds from a thread's last instruction (after a 2 ms sleep,
-** like the bench's task) to another thread, asleep in poll() on an eventfd,
-** running again after one write to it. 200 rounds. */
+** median microseconds from a thread's last instruction (after 2 ms of
+** computing, like the bench's task, or with `sleep` as argument 2, after a
+** 2 ms sleep) to another thread, asleep in poll() on an eventfd, running
+** again after one write to it. 200 rounds. */
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -13,6 +14,7 @@
 
 static int efd;
 static double t_end;
+static int sleeping;
 
 static double now(void)
 {
@@ -24,9 +26,14 @@ static double now(void)
 static void *task(void *arg)
 {
   (void)arg;
-  struct timespec ts = { 0, 2000000 };
-  nanosleep(&ts, NULL);
-  t_end = now();
+  if (sleeping) {
+    struct timespec ts = { 0, 2000000 };
+    nanosleep(&ts, NULL);
+    t_end = now();
+  } else {
+    double until = now() + 0.002;
+    while ((t_end = now()) < until) {}
+  }
   uint64_t one = 1;
   if (write(efd, &one, 8) != 8) exit(1);
   return NULL;
@@ -41,6 +48,7 @@ static int cmp(const void *a, const void *b)
 int main(int argc, char **argv)
 {
   int n = argc > 1 ? atoi(argv[1]) : 200;
+  sleeping = argc > 2 && argv[2][0] == 's';
   double *lat = malloc(sizeof(double) * n);
   efd = eventfd(0, EFD_NONBLOCK);
   if (!lat || efd < 0) return 1;
