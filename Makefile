@@ -23,12 +23,12 @@ SHIM_CFLAGS  = -std=c11 -fPIC -pthread -fvisibility=hidden $(LUAJIT_INC)
 SHIM_LDFLAGS = -pthread -Wl,-z,nodelete
 
 # Debian packages: `make example` needs EXAMPLE_DEPS; `make test` also TEST_DEPS;
-# `make bench` also BENCH_DEPS (gnuplot draws the chart). `make deps` installs the
+# `make bench` also BENCH_DEPS (gnuplot draws the chart; neovim runs a loop case). `make deps` installs the
 # missing ones, without recommends (gnuplot's would bring ImageMagick and Ghostscript;
 # gcc's would bring libc6-dev, hence listed).
 EXAMPLE_DEPS ?= luajit libluajit-5.1-dev gcc libc6-dev make pkg-config
 TEST_DEPS    ?= lua-unit spin luarocks lua-luv neovim
-BENCH_DEPS   ?= gnuplot-nox lua-luv
+BENCH_DEPS   ?= gnuplot-nox lua-luv neovim
 DEPS ?= $(EXAMPLE_DEPS)
 
 SRCS = $(sort $(wildcard csrc/*.c))
