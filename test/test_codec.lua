@@ -271,3 +271,85 @@ function TestCodec:testTooDeepIsAnErrorAtTheCallersLine()
   lu.assertFalse(ok4)
   lu.assertStrContains(err4, "result #1 has tables nested more than 90 levels deep")
 end
+
+---- big tables: the plain walk marks sub-tables instead of a hash set ----
+
+local function big(n)
+  local t = {}
+  for i = 1, n do t["r" .. i] = { id = i, hist = { i, i + 1 }, tags = { "a" } } end
+  return t
+end
+
+-- Every sub-table's metatable is what it was (the walk's marks are gone).
+local function no_marks(t, want, seen)
+  seen = seen or { [t] = true }
+  for _, v in pairs(t) do
+    if type(v) == "table" and not seen[v] then
+      seen[v] = true
+      if getmetatable(v) ~= (want and want[v]) then return false end
+      if not no_marks(v, want, seen) then return false end
+    end
+  end
+  return true
+end
+
+function TestCodec:testBigTablesCrossExactlyAndKeepTheirMetatables()
+  local t = big(2000)                           -- 6000 sub-tables: the marking walk
+  local ok, n, r7 = par.spawn(function(x)
+    local n = 0
+    for _ in pairs(x) do n = n + 1 end
+    return n, x.r7
+  end, t):join(10)
+  lu.assertEquals({ ok, n, r7 }, { true, 2000, t.r7 })
+  lu.assertTrue(no_marks(t))
+  -- a shared sub-table, met after thousands of others: one table in the worker
+  t.r1999.link = t.r3.hist
+  local ok2, same = par.spawn(function(x) return x.r1999.link == x.r3.hist end, t):join(10)
+  lu.assertEquals({ ok2, same }, { true, true })
+  lu.assertTrue(no_marks(t))
+  local ch = par.channel(1)
+  ch:push(t)
+  local got = ch:pop(0)
+  lu.assertIs(got.r1999.link, got.r3.hist)
+  lu.assertTrue(no_marks(t))
+  t.r1999.link = nil
+  -- sub-tables with metatables of their own (one protected), one of them shared
+  local mt, guarded = { __index = {} }, { __metatable = "locked" }
+  local want = {}
+  for i = 1, 2000, 3 do
+    setmetatable(t["r" .. i].tags, i % 2 == 0 and mt or guarded)
+    want[t["r" .. i].tags] = getmetatable(t["r" .. i].tags)
+  end
+  t.r5.also = t.r4.tags
+  local ok3, same3, id = par.spawn(function(x) return x.r5.also == x.r4.tags, x.r4.id end, t):join(10)
+  lu.assertEquals({ ok3, same3, id }, { true, true, 4 })
+  lu.assertTrue(no_marks(t, want))
+  t.r5.also = nil
+end
+
+function TestCodec:testBigTablesRefusalsAreAtTheCallersLineAndLeaveNoMarks()
+  local t = big(1000)
+  t.r900.hist.back = t.r900                     -- a cycle deep in a big table
+  local line = debug.getinfo(1, "l").currentline + 1
+  local ok, err = pcall(function() par.spawn(function() end, t) end)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, ('test_codec.lua:%d: ffipar.spawn: argument #2["r900"]["hist"]["back"] '
+    .. 'is a table that contains itself'):format(line))
+  lu.assertTrue(no_marks(t))
+  t.r900.hist.back = coroutine.create(print)
+  line = debug.getinfo(1, "l").currentline + 1
+  ok, err = pcall(function() par.channel(1):push(t) end)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, ('test_codec.lua:%d: ch:push: value #1["r900"]["hist"]["back"] is a coroutine')
+    :format(line))
+  lu.assertTrue(no_marks(t))
+  t.r900.hist.back = nested(95)
+  line = debug.getinfo(1, "l").currentline + 1
+  ok, err = pcall(function() par.spawn(function() end, t) end)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, ("test_codec.lua:%d: ffipar.spawn: argument #2 has tables nested "
+    .. "more than 90 levels deep"):format(line))
+  lu.assertTrue(no_marks(t))
+  t.r900.hist.back = nil
+  lu.assertTrue(par.spawn(function(x) return x.r900.hist[1] == 900 end, t):join(10))
+end
