@@ -472,6 +472,12 @@ int64_t ffipar_share_len(const ffipar_share *s);
 int64_t ffipar_share_decoded(ffipar_share *s);
 /* How many states decoded it so far. */
 int64_t ffipar_share_decodes(const ffipar_share *s);
+/* Count k more chunks decoded (a snapshot of plain values is encoded in
+** chunks of entries, each decoded by the states that need it); returns the
+** new count. */
+int64_t ffipar_share_chunks_decoded(ffipar_share *s, int64_t k);
+/* How many chunks were decoded so far, all states together. */
+int64_t ffipar_share_chunk_decodes(const ffipar_share *s);
 /* How many references exist now (a state's cache drops its copy when its
 ** own reference is the only one left). */
 int64_t ffipar_share_refs(const ffipar_share *s);

@@ -11,6 +11,7 @@ struct ffipar_share {
   ffipar_msg *msg;               /* immutable once created */
   int64_t n;
   _Atomic int64_t decodes;
+  _Atomic int64_t chunks;        /* chunks decoded, all states together */
 };
 
 static void share_destroy(ffipar_obj *o)
@@ -51,6 +52,17 @@ int64_t ffipar_share_decoded(ffipar_share *s)
 int64_t ffipar_share_decodes(const ffipar_share *s)
 {
   return atomic_load_explicit((_Atomic int64_t *)&s->decodes, memory_order_relaxed);
+}
+
+/* Relaxed: a count, as above. */
+int64_t ffipar_share_chunks_decoded(ffipar_share *s, int64_t k)
+{
+  return atomic_fetch_add_explicit(&s->chunks, k, memory_order_relaxed) + k;
+}
+
+int64_t ffipar_share_chunk_decodes(const ffipar_share *s)
+{
+  return atomic_load_explicit((_Atomic int64_t *)&s->chunks, memory_order_relaxed);
 }
 
 /* Acquire: when the count says only the caller's reference is left, the

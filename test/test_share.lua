@@ -168,3 +168,65 @@ function TestShare:testNothingIsLeftBehind()
   end
   lu.assertEquals(util.live_settles(live), live)
 end
+
+---- snapshots of plain values are decoded by chunks ----
+
+function TestShare:testFirstCallIsTheSerialAnswerOnPoolsOf1To4()
+  local t = records(20000)                         -- 254 chunks of 79 entries
+  local sk, sv, ss = serial_best(t, score)
+  local ties = function(key) return #key end       -- many ties: the first in pairs order wins
+  local tk = serial_best(t, ties)
+  for _, size in ipairs({ 1, 2, 4 }) do
+    local p = par.pool(size)
+    local sh = par.share(t)
+    local k, v, s = p:best(sh, score)
+    lu.assertEquals({ size, k, s }, { size, sk, ss })
+    lu.assertIs(v, sv)
+    lu.assertEquals({ size, (p:best(sh, ties)) }, { size, tk })
+    lu.assertEquals({ size, (p:best(t, ties)) }, { size, tk })   -- shared for the one call
+    -- a chunk is decoded once per state: the first call's workers decode each one once
+    local states, chunks = sh:decodes()
+    lu.assertTrue(states >= 1 and states <= size, size .. " workers, " .. states .. " states")
+    lu.assertTrue(chunks >= 254 and chunks <= 254 * states, states .. " states, " .. chunks .. " chunks")
+    p:close()
+  end
+end
+
+function TestShare:testRepeatedCallsDecodeNoChunkTwiceInAState()
+  local sh = par.share(records(6000))              -- 94 chunks of 64
+  self.pool:best(sh, score)
+  lu.assertEquals(select(2, sh:decodes()), 94)                       -- each chunk by one worker, once
+  for _ = 1, 20 do self.pool:best(sh, score) end
+  local states, chunks = sh:decodes()
+  lu.assertTrue(states <= 2)
+  lu.assertTrue(chunks <= 94 * states, chunks .. " chunks decoded by " .. states .. " states")
+  -- a spawned worker's get() decodes every chunk, once, and builds the table
+  local ok, n, same, id = par.spawn(function(s)
+    local a = s:get()
+    local n = 0
+    for _ in pairs(a) do n = n + 1 end
+    return n, a == s:get(), a.r77.id
+  end, sh):join(10)
+  lu.assertEquals({ ok, n, same, id }, { true, 6000, true, 77 })
+  lu.assertEquals({ sh:decodes() }, { states + 1, chunks + 94 })
+  -- not plain (a function inside): one message, decoded whole, no chunks
+  local t = records(300)
+  t.r1.f = print
+  local fsh = par.share(t)
+  lu.assertEquals(self.pool:best(fsh, score), (serial_best(t, score)))
+  lu.assertEquals(select(2, fsh:decodes()), 0)
+end
+
+function TestShare:testChunkedSnapshotIsNeverHalfSeenAndEmptyOrSmall()
+  local t = records(1000)
+  local sh = par.share(t)
+  for k, v in pairs(t) do v.x = 5000 + #k end      -- changes after sharing: never seen
+  local k = self.pool:best(sh, function(_, v) return v.x end)
+  local want = serial_best(records(1000), function(_, v) return v.x end)
+  lu.assertEquals(k, want)
+  lu.assertEquals(#sh:get(), 0)                    -- string keys
+  lu.assertEquals(sh:get().r5.x, (5 * 7919) % 1009)
+  lu.assertNil(self.pool:best(par.share({}), score))
+  lu.assertEquals({ self.pool:best(par.share({ a = { id = 1, x = 2, tags = {} } }), function(_, v) return v.x end) },
+    { "a", { id = 1, x = 2, tags = {} }, 2 })
+end

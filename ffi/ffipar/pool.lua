@@ -244,13 +244,17 @@ end
 
 -- Over the entries of snapshot h, in the sharing state's pairs order;
 -- returns the best score and its position (from 1). The arguments end
--- with the caller's nx extra ones, then h, once, nx (arguments, not
--- upvalues: a pool worker keeps the task function it loaded).
+-- with the caller's nx extra ones, then h, once, flags, nx (arguments, not
+-- upvalues: a pool worker keeps the task function it loaded). For a
+-- snapshot in chunks, [0, n) are its chunks: each worker first claims the
+-- chunks its state has decoded (flags: one int64 a chunk, set by the claim),
+-- then the others from the last one down, decoding them; so repeated calls
+-- decode nothing, and the first decodes each chunk in one worker only.
 local function best_chunks(job, n, chunk, score, ...)
   local m = select("#", ...)
   local nx = select(m, ...)
-  local h, once = select(nx + 1, ...)
-  local keys, vals = require("ffipar.share").entries(h, once)
+  local h, once, flags = select(nx + 1, ...)
+  local share = require "ffipar.share"
   local a1, a2, a3, a4
   if nx <= 4 then
     a1, a2, a3, a4 = ...
@@ -263,9 +267,47 @@ local function best_chunks(job, n, chunk, score, ...)
     score = function(k, v) return f(k, v, unpack(args, 1, args.n)) end
   end
   local best, at = -math.huge, nil
-  claim_chunks(job, n, chunk, function(lo, hi)
-    best, at = best_range(lo + 1, hi, best, at, score, keys, vals, a1, a2, a3, a4)
-  end)
+  local e = share.view(h, once)
+  if not e.p then
+    local keys, vals = share.entries_of(e)
+    claim_chunks(job, n, chunk, function(lo, hi)
+      best, at = best_range(lo + 1, hi, best, at, score, keys, vals, a1, a2, a3, a4)
+    end)
+    return best, at
+  end
+  local C = require("ffipar.lib").C
+  require("ffipar.lib").declare("atomic")
+  require("ffipar.lib").declare("pool")
+  local keys, vals, chunk_of = e.keys, e.vals, share.chunk
+  local p, fp = job:ptr(), flags:ptr()
+  local first = p[2]
+  local cur = first ~= 0 and require("ffipar.check").cur or nil
+  local outer = cur and cur[0]
+  local function run(j)
+    if C.ffipar_atomics_exchange_i64(fp + j, 1) ~= 0 then return end
+    if cur then cur[0] = first + math.floor(j / chunk) end
+    local lo, hi = chunk_of(e, j)
+    local s, i = best_range(lo, hi, -math.huge, nil, score, keys, vals, a1, a2, a3, a4)
+    -- chunks come in any order: among equal scores the first position wins
+    if i ~= nil and (s > best or (s == best and i < at)) then best, at = s, i end
+  end
+  local ok, err = xpcall(function()
+    local mine = e.order
+    for i = 1, #mine do
+      if C.ffipar_atomics_load_i64(p + 1) ~= 0 then return end
+      run(mine[i])
+    end
+    while true do
+      local i = C.ffipar_pool_claim(p, 1, n)
+      if i < 0 then return end
+      run(n - 1 - i)
+    end
+  end, debug.traceback)
+  if cur then cur[0] = outer end
+  if not ok then
+    C.ffipar_pool_abort(p)
+    error(err, 0)
+  end
   return best, at
 end
 
@@ -384,18 +426,22 @@ function pool:best(source, score, ...)
   if once then h = share.snapshot(source, "pool:best", 3) end
   local nx = select("#", ...)
   local args = { ... }
-  args[nx + 1], args[nx + 2], args[nx + 3] = h, once, nx
-  local results = run_parallel(self, "pool:best", #h, score, best_chunks, unpack(args, 1, nx + 3))
-  local keys, vals = share.entries(h)
-  if once then share.drop(h) end           -- on an error, the GC does it
-  if not results then return nil, "cancelled" end
+  local nchunks = share.view(h).nchunks     -- the caller's entry: no chunk decoded
+  local flags = nchunks and shm.array("int64_t", nchunks, { checked = false })
+  args[nx + 1], args[nx + 2], args[nx + 3], args[nx + 4] = h, once, flags or false, nx
+  local results = run_parallel(self, "pool:best", nchunks or #h, score, best_chunks,
+    unpack(args, 1, nx + 4))
   local best, at = -math.huge, nil
-  for _, r in ipairs(results) do
+  for _, r in ipairs(results or {}) do
     local s, i = r[2], r[3]
     if i ~= nil and (s > best or (s == best and (at == nil or i < at))) then best, at = s, i end
   end
+  local k, v
+  if at ~= nil then k, v = share.at(h, at) end
+  if once then share.drop(h) end           -- on an error, the GC does it
+  if not results then return nil, "cancelled" end
   if at == nil then return nil end
-  return keys[at], vals[at], best
+  return k, v, best
 end
 
 --- reduce(...reduce(reduce(map(0, ...), map(1, ...)), map(2, ...))..., map(n - 1, ...)):

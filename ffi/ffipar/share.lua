@@ -10,6 +10,17 @@
 -- shared by everything that runs in that state (a pool worker's tasks);
 -- it is read-only by contract. A state drops its copy when it next decodes
 -- a snapshot and finds that nothing else refers to the old one.
+--
+-- A table of plain values (wire.plain: no functions, handles, cdata or
+-- shared sub-tables) is encoded in chunks of entries, so that a state
+-- decodes only the chunks it needs (pool:best: the chunks a worker scores),
+-- each once. The message is then
+--   "C" .. the index's offset (16 digits) .. chunk 1 .. chunk 2 ... index
+-- where chunk j is the string.buffer encoding of { k1, v1, k2, v2, ... }
+-- for the entries (j - 1) * size + 1 .. j * size in the sharing state's
+-- pairs order, and the index { n = entries, size = size, offs = { chunk
+-- offsets from the start, then the end } }. Any other table is one wire
+-- message of { t, keys }, decoded whole by each state that uses it.
 local ffi = require "ffi"
 local lib = require "ffipar.lib"
 local codec = require "ffipar.codec"
@@ -21,6 +32,15 @@ local M = {}
 local istype = ffi.istype
 local share_p = ffi.typeof("struct ffipar_share *")
 local uintptr_t = ffi.typeof("uintptr_t")
+local bytes_p = ffi.typeof("const uint8_t *")
+local buffer = require "string.buffer"
+local wire = require "ffipar.wire"
+local tnew = require "table.new"
+local dbuf = buffer.new()
+local CHUNKED = string.byte("C")
+-- Entries per chunk: at least MIN_CHUNK, and at most MAX_CHUNKS chunks.
+local MIN_CHUNK, MAX_CHUNKS = 64, 256
+M.MAX_CHUNKS = MAX_CHUNKS
 
 local function bad_self(fname, v)
   lib.bad_self(fname, "share", "sh", v)
@@ -28,10 +48,13 @@ end
 
 -- This state's view of each snapshot, by address: { ref = the cache's own
 -- reference, h = the snapshot, t = the table, keys = its keys in the
--- sharing state's pairs order, vals = the values in that order }. In the
--- state that shared it, the entry holds the caller's own keys and values
--- and no reference: the handle par.share returned removes it when
--- collected (the address cannot be reused before).
+-- sharing state's pairs order, vals = the values in that order }; for a
+-- chunked snapshot also p (its bytes), n, size, offs (the index), have
+-- (the chunks decoded here, by number from 0) and order (those numbers in
+-- the order they were decoded). In the state that shared it, the entry
+-- holds the caller's own keys and values and no reference: the handle
+-- par.share returned removes it when collected (the address cannot be
+-- reused before).
 local cache = {}
 
 local function addr_of(h)
@@ -45,16 +68,34 @@ local function sweep()
   end
 end
 
--- This state's entry for h, decoding the snapshot on first use; `once`:
--- not kept (a snapshot made for one call).
+-- A new view of snapshot h: a chunked one decodes its index only; any
+-- other is decoded whole.
+local function new_view(h)
+  local msg = C.ffipar_share_msg(h)
+  local p = ffi.cast(bytes_p, C.ffipar_msg_data(msg, lib.lenp))
+  local len = tonumber(lib.lenp[0])
+  if p[0] ~= CHUNKED then
+    local r = codec.decode(msg)
+    return { h = h, t = r[1], keys = r[2] }
+  end
+  local at = tonumber(ffi.string(p + 1, 16))
+  dbuf:set(p + at, len - at)
+  local idx = dbuf:decode()
+  dbuf:reset()
+  local n = idx.n
+  return { h = h, p = p, n = n, size = idx.size, offs = idx.offs, nchunks = #idx.offs - 1,
+    keys = tnew(n, 0), vals = tnew(n, 0), have = {}, order = {} }
+end
+
+-- This state's entry for h, made on first use; `once`: not kept (a
+-- snapshot made for one call).
 local function entry(h, once)
   local a = addr_of(h)
   local e = cache[a]
   if e then return e end
   sweep()
-  local r = codec.decode(C.ffipar_share_msg(h))
+  e = new_view(h)
   C.ffipar_share_decoded(h)
-  e = { h = h, t = r[1], keys = r[2] }
   if not once then
     -- The cache's reference, held as a void *: LuaJIT skips the finalizer
     -- of a metatyped pointer still alive when a worker's state closes.
@@ -65,17 +106,63 @@ local function entry(h, once)
   end
   return e
 end
+M.view = entry
+
+--- Chunk j (from 0) of a chunked view, decoded here if it was not yet;
+-- returns the positions of its first and last entries.
+function M.chunk(e, j)
+  local size = e.size
+  local lo = j * size
+  local hi = math.min(lo + size, e.n)
+  if not e.have[j] then
+    local offs = e.offs
+    dbuf:set(e.p + offs[j + 1], offs[j + 2] - offs[j + 1])
+    local c = dbuf:decode()
+    dbuf:reset()
+    local keys, vals = e.keys, e.vals
+    for i = 1, hi - lo do keys[lo + i], vals[lo + i] = c[2 * i - 1], c[2 * i] end
+    e.have[j] = true
+    e.order[#e.order + 1] = j
+    C.ffipar_share_chunks_decoded(e.h, 1)
+  end
+  return lo + 1, hi
+end
+local chunk = M.chunk
+
+-- Every chunk of a chunked view decoded, and its table built.
+local function whole(e)
+  for j = 0, e.nchunks - 1 do chunk(e, j) end
+  local keys, vals, t = e.keys, e.vals, tnew(0, e.n)
+  for i = 1, e.n do t[keys[i]] = vals[i] end
+  return t
+end
 
 -- The keys and values in the sharing state's pairs order (the sharing
--- state's own objects there; this state's copies elsewhere).
-function M.entries(h, once)
-  local e = entry(h, once)
+-- state's own objects there; this state's copies elsewhere), all decoded.
+local function entries_of(e)
+  if e.p and not e.t then e.t = whole(e) end
   if not e.vals then
     local t, keys, vals = e.t, e.keys, {}
     for i = 1, #keys do vals[i] = t[keys[i]] end
     e.vals = vals
   end
   return e.keys, e.vals
+end
+M.entries_of = entries_of
+
+function M.entries(h, once)
+  return entries_of(entry(h, once))
+end
+
+--- The key and value at position i (from 1), decoding only its chunk.
+function M.at(h, i)
+  local e = entry(h)
+  if e.p then
+    chunk(e, math.floor((i - 1) / e.size))
+  elseif not e.vals then
+    entries_of(e)
+  end
+  return e.keys[i], e.vals[i]
 end
 
 local share = {}
@@ -85,18 +172,24 @@ local share = {}
 function share:get()
   if not istype(share_p, self) or self == nil then bad_self("sh:get", self) end
   local e = entry(self)
-  if e.t == nil then             -- the sharing state keeps the entries, not the copy
-    local r = codec.decode(C.ffipar_share_msg(self))
-    C.ffipar_share_decoded(self)
-    e.t = r[1]
+  if e.t == nil then
+    if e.p then
+      e.t = whole(e)
+    else                           -- the sharing state keeps the entries, not the copy
+      local v = new_view(self)
+      C.ffipar_share_decoded(self)
+      e.t = v.p and whole(v) or v.t
+    end
   end
   return e.t
 end
 
---- How many Lua states have decoded the snapshot so far (for tests and tuning).
+--- How many Lua states have decoded the snapshot so far, and how many
+-- chunks they decoded, all together (0 for a snapshot that is not in
+-- chunks); for tests and tuning.
 function share:decodes()
   if not istype(share_p, self) or self == nil then bad_self("sh:decodes", self) end
-  return tonumber(C.ffipar_share_decodes(self))
+  return tonumber(C.ffipar_share_decodes(self)), tonumber(C.ffipar_share_chunk_decodes(self))
 end
 
 ffi.metatype("struct ffipar_share", {
@@ -113,6 +206,35 @@ ffi.metatype("struct ffipar_share", {
 codec.register_ctype(share_p, "share")
 
 local out = ffi.new("ffipar_share *[1]")
+
+-- The chunked message of a plain table's entries (see the top); returns
+-- it and the number of chunks.
+local function chunked(keys, vals, n, fname, level)
+  local size = math.max(MIN_CHUNK, math.ceil(n / MAX_CHUNKS))
+  local b = buffer.new()
+  b:put("C", ("%16d"):format(0))
+  local offs, m, c = {}, 0, {}
+  for lo = 1, n, size do
+    local hi = math.min(lo + size - 1, n)
+    if hi - lo + 1 < size then c = {} end       -- the last chunk: no entries left over
+    local j = 0
+    for i = lo, hi do
+      c[j + 1], c[j + 2] = keys[i], vals[i]
+      j = j + 2
+    end
+    m = m + 1
+    offs[m] = #b
+    b:encode(c)
+  end
+  offs[m + 1] = #b
+  local at = #b
+  b:encode({ n = n, size = size, offs = offs })
+  local p = b:ref()
+  ffi.copy(p + 1, ("%16d"):format(at), 16)
+  local msg = codec.message(b, {}, fname, level)
+  b:free()
+  return msg, m
+end
 
 -- A snapshot of t; errors are raised as fname's, `level` above (3: the
 -- caller of the public function that called this).
@@ -131,12 +253,17 @@ function M.snapshot(t, fname, level)
     n = n + 1
     keys[n], vals[n] = k, v
   end
-  local msg = codec.encode(fname, "argument", 1, level, t, keys)
+  local msg, nchunks
+  if wire.plain(t) then
+    msg, nchunks = chunked(keys, vals, n, fname, level)
+  else
+    msg = codec.encode(fname, "argument", 1, level, t, keys)
+  end
   local rc = C.ffipar_share_new(out, msg, n)
   if rc ~= 0 then error(fname .. ": " .. select(2, lib.fail(rc)), level) end
   local a = addr_of(out[0])
   sweep()
-  cache[a] = { keys = keys, vals = vals }
+  cache[a] = { keys = keys, vals = vals, nchunks = nchunks }
   return ffi.gc(out[0], function(p)
     cache[a] = nil
     C.ffipar_obj_release(p)
