@@ -105,6 +105,16 @@ static inline slot_hdr *slot_at(const ffipar_channel *c, uint64_t pos)
   return (slot_hdr *)(c->slots + i * c->stride);
 }
 
+/* An untyped slot: seq, its byte buffer (or NULL), then the ffipar_value,
+** 64 bytes: one cache line carries the item and the buffer's address. */
+#define UNTYPED_OFF 16
+_Static_assert(UNTYPED_OFF + sizeof(ffipar_value) == 64, "an untyped slot is one cache line");
+
+static inline ffipar_channel_buf **slot_buf(slot_hdr *s)
+{
+  return (ffipar_channel_buf **)((char *)s + 8);
+}
+
 static inline char *slot_data(const ffipar_channel *c, slot_hdr *s)
 {
   return (char *)s + c->off;
@@ -121,6 +131,150 @@ static inline __attribute__((always_inline)) void copy_item(void *dst, const voi
   case sizeof(ffipar_value): memcpy(dst, src, sizeof(ffipar_value)); break;
   default: memcpy(dst, src, n);
   }
+}
+
+/* ---- slot buffers (see ffipar_channel_buf) ----
+** A slot's buffer is touched only by the thread that has claimed the slot
+** (CAS on enq or deq) and before it publishes the slot's seq: the seq
+** exchange that publishes the item (or frees the slot) orders the bytes and
+** the pointer for the next owner, as it does the item itself. */
+
+static _Atomic int64_t bufs_live;
+
+ffipar_channel_buf *ffipar_channel_buf_new(size_t cap)
+{
+  if (cap < 1 || cap > FFIPAR_BUF_MAX) return NULL;
+  ffipar_channel_buf *b = malloc(sizeof(*b) + cap);
+  if (!b) return NULL;
+  b->data = (char *)(b + 1);           /* take_bytes relies on this */
+  b->cap = cap;
+  /* Relaxed: a count for tests, read when the threads are done. */
+  atomic_fetch_add_explicit(&bufs_live, 1, memory_order_relaxed);
+  return b;
+}
+
+void ffipar_channel_buf_free(ffipar_channel_buf *b)
+{
+  if (!b) return;
+  atomic_fetch_sub_explicit(&bufs_live, 1, memory_order_relaxed);
+  free(b);
+}
+
+int64_t ffipar_channel_bufs_live(void)
+{
+  return atomic_load_explicit(&bufs_live, memory_order_relaxed);
+}
+
+static inline int is_bytes(uint32_t tag)
+{
+  return tag == FFIPAR_VBSTR || tag == FFIPAR_VBENC;
+}
+
+/* An untyped item that can never go in (checked before claiming a slot). */
+static inline int bad_bytes(const ffipar_channel *c, const void *item)
+{
+  const ffipar_value *v = item;
+  return c->untyped && is_bytes(v->tag) &&
+    (v->len > FFIPAR_BUF_MAX || !v->u.b.buf || v->u.b.buf->cap < v->len);
+}
+
+/* The claimed slot s takes the pushed bytes, into its own buffer. A slot
+** with none, or one too small, gets a new one (a power of two from 128
+** bytes); if there is no memory for it, the pusher's spare goes in instead
+** (the pusher gets the slot's old buffer, or NULL, back in u.b.buf), so a
+** claimed slot never fails. */
+static __attribute__((noinline)) ffipar_channel_buf *new_slot_buf(slot_hdr *s, ffipar_value *v)
+{
+  ffipar_channel_buf **b = slot_buf(s), *old = *b;
+  size_t cap = 128;
+  while (cap < v->len) cap *= 2;
+  ffipar_channel_buf *grown = ffipar_channel_buf_new(cap);
+  if (grown) {
+    ffipar_channel_buf_free(old);
+    *b = grown;
+  } else {
+    *b = v->u.b.buf;
+    v->u.b.buf = old;
+  }
+  return *b;
+}
+
+static inline void put_bytes(slot_hdr *s, ffipar_value *v)
+{
+  ffipar_channel_buf *mine = *slot_buf(s);
+  if (!mine || mine->cap < v->len) mine = new_slot_buf(s, v);
+  memcpy(mine->data, v->u.b.data, v->len);
+}
+
+/* The claimed slot s gives its buffer (holding the popped bytes) to the
+** popper, and takes `spare` (the popper's, or NULL) in exchange. */
+static inline void take_bytes(slot_hdr *s, ffipar_value *v, ffipar_channel_buf *spare)
+{
+  ffipar_channel_buf **b = slot_buf(s);
+  v->u.b.buf = *b;
+  v->u.b.data = (char *)(*b + 1);      /* its data (no load from the buffer here) */
+  *b = spare;
+}
+
+/* ---- flat tables in string.buffer's format ----
+** A table is a tag 0x08 + bits (1: a hash part, 2: an array part from
+** index 0, 4: from index 1), then the array length and the hash count as
+** U124 numbers, then the array's values and the hash's key, value pairs.
+** A scalar is 0x00 nil, 0x01 false, 0x02 true, 0x06 + 4 bytes (int),
+** 0x07 + 8 bytes (double), or a string: U124 0x20 + len, then its bytes.
+** U124: one byte below 0xe0; 0xe0..0xfe: 13 bits and one more byte, plus
+** 0xe0; 0xff: 4 bytes little-endian. */
+
+static const unsigned char *read_u124(const unsigned char *r, const unsigned char *e, uint32_t *v)
+{
+  if (r >= e) return NULL;
+  uint32_t x = *r++;
+  if (x == 0xff) {
+    if (e - r < 4) return NULL;
+    x = (uint32_t)r[0] | (uint32_t)r[1] << 8 | (uint32_t)r[2] << 16 | (uint32_t)r[3] << 24;
+    r += 4;
+  } else if (x >= 0xe0) {
+    if (r >= e) return NULL;
+    x = ((x & 0x1f) << 8) + *r++ + 0xe0;
+  }
+  *v = x;
+  return r;
+}
+
+static const unsigned char *skip_scalar(const unsigned char *r, const unsigned char *e)
+{
+  uint32_t tag = *r;               /* r < e: the caller checked */
+  size_t more;
+  if (tag >= 0x20 && tag < 0xe0) {  /* the common cases first: a short string, */
+    r++;
+    more = tag - 0x20;
+  } else if (tag == 0x07) {         /* a double */
+    r++;
+    more = 8;
+  } else if (tag <= 0x02 || tag == 0x06) {
+    r++;
+    more = tag == 0x06 ? 4 : 0;
+  } else {                          /* a long string, or no scalar */
+    if (!(r = read_u124(r, e, &tag)) || tag < 0x20) return NULL;
+    more = tag - 0x20;
+  }
+  return (size_t)(e - r) >= more ? r + more : NULL;
+}
+
+int ffipar_channel_flat(const char *data, size_t n)
+{
+  const unsigned char *r = (const unsigned char *)data, *e = r + n;
+  if (n == 0 || r[0] < 0x08 || r[0] > 0x0d) return 0;
+  unsigned bits = *r++ - 0x08u;
+  uint32_t narray = 0, nhash = 0;
+  if (bits & 6) {
+    if (!(r = read_u124(r, e, &narray))) return 0;
+    if ((bits & 4) && narray-- == 0) return 0;
+  }
+  if ((bits & 1) && !(r = read_u124(r, e, &nhash))) return 0;
+  for (uint64_t i = 0; i < narray + 2 * (uint64_t)nhash; i++)
+    if (r >= e || !(r = skip_scalar(r, e))) return 0;
+  return r == e;
 }
 
 /* One push attempt: OK, ETIMEOUT (full) or ECLOSED. */
@@ -144,6 +298,8 @@ static inline __attribute__((always_inline)) int try_push(ffipar_channel *c, voi
       if (atomic_compare_exchange_weak_explicit(&c->enq, &pos, pos + 1,
             memory_order_relaxed, memory_order_relaxed)) {
         copy_item(slot_data(c, s), item, c->size);
+        if (c->untyped && is_bytes(((ffipar_value *)item)->tag))
+          put_bytes(s, item);
         /* seq_cst exchange: releases the item to the consumer that sees
         ** seq == pos + 1, and orders it before after_push's waiter check. */
         atomic_exchange(&s->seq, pos + 1);
@@ -170,7 +326,15 @@ static inline __attribute__((always_inline)) int try_pop(ffipar_channel *c, void
     if (dif == 0) {
       if (atomic_compare_exchange_weak_explicit(&c->deq, &pos, pos + 1,
             memory_order_relaxed, memory_order_relaxed)) {
-        copy_item(out, slot_data(c, s), c->size);
+        if (c->untyped) {
+          /* The buffer the popper offers, read before the copy overwrites it. */
+          ffipar_value *v = out;
+          ffipar_channel_buf *spare = v->tag == FFIPAR_VSPARE ? v->u.b.buf : NULL;
+          copy_item(out, slot_data(c, s), c->size);
+          if (is_bytes(v->tag)) take_bytes(s, v, spare);
+        } else {
+          copy_item(out, slot_data(c, s), c->size);
+        }
         /* seq_cst exchange: the producer of the next round sees our read
         ** done, and it is ordered before after_pop's waiter check. */
         atomic_exchange(&s->seq, pos + c->nslots);
@@ -344,8 +508,10 @@ static void channel_destroy(ffipar_obj *o)
     uint64_t end = atomic_load(&c->enq) & ~CLOSED_BIT;
     for (uint64_t pos = atomic_load(&c->deq); pos < end; pos++) {
       ffipar_value *v = (ffipar_value *)slot_data(c, slot_at(c, pos));
-      if (v->tag >= FFIPAR_VMSG) ffipar_msg_free(v->u.msg);
+      if (v->tag == FFIPAR_VMSG || v->tag == FFIPAR_VLSTR || v->tag == FFIPAR_VENC)
+        ffipar_msg_free(v->u.msg);
     }
+    for (uint64_t pos = 0; pos < c->nslots; pos++) ffipar_channel_buf_free(*slot_buf(slot_at(c, pos)));
   }
   pthread_mutex_destroy(&c->sel_lock);
   pthread_mutex_destroy(&c->fd_lock);
@@ -367,7 +533,7 @@ int ffipar_channel_new(ffipar_channel **out, int64_t cap, size_t size,
   c->nslots = cap < 2 ? 2 : (uint64_t)cap;
   c->mask = (c->nslots & (c->nslots - 1)) ? 0 : c->nslots - 1;
   c->size = size;
-  c->off = align > 8 ? align : 8;
+  c->off = untyped ? UNTYPED_OFF : align > 8 ? align : 8;
   size_t a = align > 8 ? align : 8;
   c->stride = (c->off + size + a - 1) & ~(a - 1);
   c->untyped = untyped != 0;
@@ -385,8 +551,10 @@ int ffipar_channel_new(ffipar_channel **out, int64_t cap, size_t size,
   return FFIPAR_OK;
 }
 
+/* `item` is writable when it is an untyped bytes item (see ffipar.h). */
 int ffipar_channel_push(ffipar_channel *c, const void *item, double timeout)
 {
+  if (bad_bytes(c, item)) return FFIPAR_EINVAL;
   int rc = try_push(c, (void *)item);     /* the fast path, inline */
   if (rc != FFIPAR_OK && rc != FFIPAR_ECLOSED)
     rc = wait_op(c, push_op, (void *)item, &c->not_full, timeout);
@@ -408,7 +576,9 @@ int ffipar_channel_push_many(ffipar_channel *c, const void *items, int n,
                              double timeout)
 {
   if (n < 1) return FFIPAR_EINVAL;
-  const char *p = items;
+  char *p = (char *)items;      /* writable when untyped bytes (see ffipar.h) */
+  for (int i = 0; i < n; i++)
+    if (bad_bytes(c, p + (size_t)i * c->size)) return FFIPAR_EINVAL;
   int rc = wait_op(c, push_op, (void *)p, &c->not_full, timeout);
   if (rc != FFIPAR_OK) return rc;
   int k = 1;

@@ -349,20 +349,61 @@ void   ffipar_gate_stats(ffipar_gate *g, int64_t *out);
 ** honour timeouts and the calling worker's cancellation. */
 typedef struct ffipar_channel ffipar_channel;
 
+/* A reusable byte buffer of an untyped channel: `cap` bytes at `data`. Each
+** slot of an untyped channel owns one (or none); an item of up to
+** FFIPAR_BUF_MAX bytes is copied into its slot's buffer, and the pop hands
+** that buffer to the popper in exchange for the popper's spare, so steady
+** traffic allocates nothing. Owned by one holder at a time, never shared. */
+typedef struct ffipar_channel_buf {
+  char *data;
+  size_t cap;
+} ffipar_channel_buf;
+/* A buffer of `cap` bytes (1 .. FFIPAR_BUF_MAX), or NULL (out of memory or
+** a bad cap). */
+ffipar_channel_buf *ffipar_channel_buf_new(size_t cap);
+void ffipar_channel_buf_free(ffipar_channel_buf *b);   /* NULL: nothing */
+/* Buffers allocated now, process-wide (for tests: a count that must return). */
+int64_t ffipar_channel_bufs_live(void);
+
+/* 1 when data[0..n) is a table as string.buffer encodes it (LuaJIT's
+** documented serialization format) whose keys and values are all nil,
+** booleans, numbers or strings: no sub-table, cdata, light userdata or
+** dictionary reference. 0 for anything else, malformed or cut short too.
+** Such a table is plain (wire.plain) with no Lua walk. */
+int ffipar_channel_flat(const char *data, size_t n);
+
 /* One untyped item, filled by Lua: a number, a boolean, a short string kept
-** inline, or a message (owned by the channel while queued): a codec message
-** (VMSG), a longer string's bytes (VLSTR) or a plain value as string.buffer
-** encodes it (VENC). Tags >= VMSG own u.msg. This is a transfer record, not
-** an object, so its layout is public. */
+** inline (VSTR), a plain value as string.buffer encodes it in up to
+** FFIPAR_VSTR_MAX bytes, inline too (VSENC), bytes copied into the slot's buffer (a string, VBSTR, or a plain
+** value as string.buffer encodes it, VBENC, of up to FFIPAR_BUF_MAX bytes),
+** or a message (owned by the channel while queued): a codec message (VMSG),
+** a longer string's bytes (VLSTR) or a longer encoded plain value (VENC).
+** VMSG, VLSTR and VENC own u.msg.
+**   Push of VBSTR/VBENC: u.b.data holds `len` bytes; u.b.buf is the pusher's
+** spare buffer, cap >= len, a reserve: a slot whose buffer is missing or too
+** small gets a new one, and takes the spare only when there is no memory
+** for it. On FFIPAR_OK u.b.buf is the spare the pusher keeps: its own, or
+** then the slot's old buffer (or NULL).
+**   Pop: tag VSPARE on entry offers u.b.buf (a buffer or NULL) to the
+** channel; it is taken only when the item popped is VBSTR/VBENC, and then
+** u.b.buf (and u.b.data, its bytes) is the item's buffer, the caller's now.
+** Any other item leaves the offered buffer with the caller.
+** This is a transfer record, not an object, so its layout is public. */
 enum {
   FFIPAR_VNUM = 1, FFIPAR_VBOOL = 2, FFIPAR_VSTR = 3, FFIPAR_VMSG = 4,
-  FFIPAR_VLSTR = 5, FFIPAR_VENC = 6,
-  FFIPAR_VSTR_MAX = 48
+  FFIPAR_VLSTR = 5, FFIPAR_VENC = 6, FFIPAR_VBSTR = 7, FFIPAR_VBENC = 8,
+  FFIPAR_VSPARE = 9, FFIPAR_VSENC = 10,
+  FFIPAR_VSTR_MAX = 40, FFIPAR_BUF_MAX = 4096
 };
 typedef struct ffipar_value {
   uint32_t tag;          /* FFIPAR_V* */
-  uint32_t len;          /* VSTR: bytes in s; VBOOL: 0 or 1 */
-  union { double n; ffipar_msg *msg; char s[48]; } u;
+  uint32_t len;          /* VSTR, VSENC, VBSTR, VBENC: bytes; VBOOL: 0 or 1 */
+  union {
+    double n;
+    ffipar_msg *msg;
+    char s[40];
+    struct { const char *data; ffipar_channel_buf *buf; } b;
+  } u;
 } ffipar_value;
 
 /* A new open channel of `cap` items (1 <= cap <= 2^24) of `size` bytes
@@ -374,8 +415,12 @@ typedef struct ffipar_value {
 int  ffipar_channel_new(ffipar_channel **out, int64_t cap, size_t size,
                         size_t align, int untyped);
 /* Copy one item (size bytes at `item`) in, waiting for room up to `timeout`.
-** FFIPAR_OK (the channel owns the item now; for a VMSG.. the message),
-** _ETIMEOUT (full), _ECLOSED, _ECANCELLED (the caller keeps the item). */
+** FFIPAR_OK (the channel owns the item now; for a VMSG.. the message;
+** VBSTR/VBENC: see ffipar_value), _ETIMEOUT (full), _ECLOSED, _ECANCELLED
+** (the caller keeps the item), _EINVAL (a VBSTR/VBENC item over
+** FFIPAR_BUF_MAX bytes or without a spare buffer that holds it). `item` is
+** const for typed channels (a const cdata may be pushed); an untyped
+** VBSTR/VBENC item gets its u.b.buf written back, so it must be writable. */
 int  ffipar_channel_push(ffipar_channel *c, const void *item, double timeout);
 /* Copy one item out into `out` (size bytes), waiting up to `timeout`.
 ** FFIPAR_OK (the caller owns the item, e.g. a VMSG's message), _ETIMEOUT,

@@ -469,6 +469,212 @@ function TestChannel:testCancelBlockedPopPushAndSelect()
   lu.assertEquals(empty:pop(0), 5)
 end
 
+---- bytes items: strings and encoded tables in the slots' buffers ----
+
+-- n bytes with NULs and every byte value, a different run for each seed.
+local function bytes(n, seed)
+  local t = {}
+  for i = 0, 255 do t[i + 1] = string.char((i * 7 + seed) % 256) end
+  local block = table.concat(t)
+  return block:rep(math.ceil(n / 256)):sub(1, n)
+end
+
+require "ffipar.channel"             -- declares the channel section
+local BUF_MAX = require("ffipar.lib").C.FFIPAR_BUF_MAX
+local LENGTHS = { 0, 1, 47, 48, 49, 50, 100, 127, 128, 129, 1000, BUF_MAX - 1, BUF_MAX,
+  BUF_MAX + 1, 65536, 2^20 }
+
+-- Buffers that no state holds as a spare: the slots' and the popped ones'.
+local function bufs_out()
+  local C = require("ffipar.lib").C
+  return tonumber(C.ffipar_channel_bufs_live()) - require("ffipar.channel")._spares()
+end
+
+function TestChannel:testStringsOfEveryLengthRoundTrip()
+  -- Up then down then shuffled, through 3 slots: slot buffers are too
+  -- small, big enough and traded in every order.
+  local order = {}
+  for _, n in ipairs(LENGTHS) do order[#order + 1] = n end
+  for i = #LENGTHS, 1, -1 do order[#order + 1] = LENGTHS[i] end
+  for i = 1, #LENGTHS do order[#order + 1] = LENGTHS[(i * 5) % #LENGTHS + 1] end
+  local ch = par.channel(3)
+  for i, n in ipairs(order) do
+    lu.assertTrue(ch:push(bytes(n, i), 0))
+    if i % 2 == 0 then
+      lu.assertEquals(ch:pop(0), bytes(order[i - 1], i - 1))
+      lu.assertEquals(ch:pop(0), bytes(n, i))
+    end
+  end
+  -- From a worker, the same strings, made there.
+  local t = par.spawn(function(ch, order, bytes)
+    for i, n in ipairs(order) do assert(ch:push(bytes(n, i))) end
+    ch:close()
+  end, ch, order, bytes)
+  local i = 0
+  for s in ch:iter() do
+    i = i + 1
+    lu.assertEquals(#s, order[i])
+    lu.assertTrue(s == bytes(order[i], i), "string " .. i .. " of " .. order[i] .. " bytes differs")
+  end
+  lu.assertEquals(i, #order)
+  lu.assertTrue(t:join(30))
+end
+
+function TestChannel:testPlainTablesAroundTheBufferLimitRoundTrip()
+  -- Tables whose encoding is just under, at and over the inline size and
+  -- the slot buffer's size.
+  local buffer = require "string.buffer"
+  local VSTR_MAX = require("ffipar.lib").C.FFIPAR_VSTR_MAX
+  local vals = {}
+  for _, want in ipairs({ VSTR_MAX - 1, VSTR_MAX, VSTR_MAX + 1, BUF_MAX - 1, BUF_MAX, BUF_MAX + 1 }) do
+    local n = want - 50
+    local t
+    repeat
+      n = math.max(n, 0)
+      t = want < 100 and { z = -0.0, s = bytes(n, want) }
+        or { id = want, z = -0.0, big = 2^53, s = bytes(n, want), nested = { 1, { "a\0b" } } }
+      n = n + (want - #buffer.encode(t))
+    until #buffer.encode(t) == want
+    vals[#vals + 1] = t
+  end
+  vals[#vals + 1] = { 1, 2, 3 }
+  vals[#vals + 1] = {}
+  local ch = par.channel(2)
+  local t = par.spawn(function(ch, vals)
+    for _, v in ipairs(vals) do assert(ch:push(v)) end
+    for _, v in ipairs(vals) do assert(ch:push(v)) end
+    ch:close()
+  end, ch, vals)
+  local i = 0
+  for v in ch:iter() do
+    i = i + 1
+    local want = vals[(i - 1) % #vals + 1]
+    lu.assertEquals(v, want)
+    if want.z then lu.assertEquals(1 / v.z, -1 / 0) end
+  end
+  lu.assertEquals(i, 2 * #vals)
+  lu.assertTrue(t:join(30))
+end
+
+function TestChannel:testFlatTablesAreRecognisedFromTheirEncoding()
+  local buffer = require "string.buffer"
+  local C = require("ffipar.lib").C
+  local function flat(v)
+    local s = type(v) == "string" and v or buffer.encode(v)
+    return C.ffipar_channel_flat(s, #s) ~= 0
+  end
+  -- Flat: scalars only, strings of every U124 length form (1, 2 and 5 bytes).
+  for _, t in ipairs({ {}, { 1, 2, 3 }, { [0] = 1, 2 }, { 1, nil, 3 }, { a = 1, b = "x", c = true, d = false },
+      { 1.5, -0.0, 1 / 0, 2^53, x = "y" }, { ("s"):rep(191), ("s"):rep(192), ("s"):rep(8127),
+      ("s"):rep(8128), ("s"):rep(70000) }, { [true] = 1, [2.5] = "k" } }) do
+    lu.assertTrue(flat(t), "flat: " .. buffer.encode(t):gsub("%c", "."):sub(1, 40))
+  end
+  -- Not flat: a sub-table anywhere, int64 or complex cdata, not a table at
+  -- all; by hand, { a = NULL or a light userdata or a dictionary string }.
+  lu.assertTrue(flat("\9\1\33a\2"))        -- { a = true }, the form they share
+  for _, v in ipairs({ { {} }, { a = {} }, { [{}] = 1 }, { 1, 2, { 3 } }, { 1LL }, { x = 2ULL },
+      { ffi.new("complex", 1, 2) }, 1, "s", true, buffer.encode("s"), "\9\1\33a\3",
+      "\9\1\33a\4\0\0\0\1", "\9\1\33a\15\0" }) do
+    lu.assertFalse(flat(v), "not flat: " .. tostring(v))
+  end
+  -- Cut short or padded, the encoding is refused.
+  for _, t in ipairs({ { 1, 2, 3 }, { a = ("s"):rep(300), b = 7 }, { ("s"):rep(70000) } }) do
+    local s = buffer.encode(t)
+    lu.assertTrue(flat(s))
+    for n = 0, #s - 1, #s < 400 and 1 or 97 do lu.assertFalse(flat(s:sub(1, n)), "prefix of " .. n) end
+    lu.assertFalse(flat(s .. "\0"))
+  end
+end
+
+function TestChannel:testSelectPopsBytesItems()
+  local a, b = par.channel(2), par.channel(2)
+  local s1, s2 = bytes(100, 1), bytes(BUF_MAX, 2)
+  a:push(s1)
+  b:push({ s = s2 })
+  local got = {}
+  for _ = 1, 2 do
+    local i, v = par.select({ a, b }, 1)
+    got[i] = v
+  end
+  lu.assertEquals(got[1], s1)
+  lu.assertEquals(got[2], { s = s2 })
+end
+
+function TestChannel:testSlotBuffersAreFreedWithTheChannel()
+  util.gc()
+  local before = bufs_out()
+  do
+    local ch = par.channel(8)
+    for i = 1, 5 do ch:push(bytes(100 * i, i)) end
+    ch:push({ 1, 2, 3 })
+    ch:push(bytes(BUF_MAX + 1, 9))      -- a message, not a buffer
+    lu.assertEquals(ch:pop(0), bytes(100, 1))
+    lu.assertEquals(ch:pop(0), bytes(200, 2))
+    lu.assertTrue(bufs_out() > before)
+  end
+  lu.assertEquals(util.settled_live(), self.live)
+  lu.assertEquals(bufs_out(), before)
+  -- A worker's spares go with its state.
+  local ch = par.channel(4)
+  local t = par.spawn(function(ch)
+    for i = 1, 50 do
+      ch:push(("w"):rep(60 + i * 20))
+      assert(#ch:pop() == 60 + i * 20)
+    end
+    return require("ffipar.channel")._spares()
+  end, ch)
+  lu.assertEquals({ t:join(30) }, { true, 2 })
+  t, ch = nil, nil
+  lu.assertEquals(util.settled_live(), self.live)
+  lu.assertEquals(bufs_out(), before)
+end
+
+function TestChannel:testBytesItemsManyProducersAndConsumersExactlyOnce()
+  -- Strings and tables of 0 to 6000 bytes (buffers and messages), each
+  -- made from its number, checked whole by the consumers.
+  local ch, results = par.channel(16), par.channel(8)
+  local n = util.scale(3000)
+  local function item(k, bytes)
+    local len = (k * 37) % 6001
+    if k % 3 == 0 then return { k = k, s = bytes(len, k) } end
+    return ("%08d"):format(k) .. bytes(len, k)
+  end
+  local producers, consumers = {}, {}
+  for c = 1, 3 do
+    consumers[c] = par.spawn(function(ch, results, item, bytes)
+      local count, sum, bad = 0, 0, 0
+      for v in ch:iter() do
+        local k = type(v) == "table" and v.k or tonumber(v:sub(1, 8))
+        local want = item(k, bytes)
+        if type(v) == "table" then
+          if v.s ~= want.s then bad = bad + 1 end
+        elseif v ~= want then
+          bad = bad + 1
+        end
+        count, sum = count + 1, sum + k
+      end
+      results:push({ count, sum, bad })
+    end, ch, results, item, bytes)
+  end
+  for p = 1, 3 do
+    producers[p] = par.spawn(function(ch, p, n, item, bytes)
+      for k = p, 3 * n, 3 do assert(ch:push(item(k, bytes))) end
+    end, ch, p, n, item, bytes)
+  end
+  for p = 1, 3 do lu.assertTrue(producers[p]:join(60)) end
+  ch:close()
+  local count, sum, bad = 0, 0, 0
+  for c = 1, 3 do
+    local r = results:pop(60)
+    lu.assertNotNil(r)
+    count, sum, bad = count + r[1], sum + r[2], bad + r[3]
+    lu.assertTrue(consumers[c]:join(60))
+  end
+  lu.assertEquals(bad, 0)
+  lu.assertEquals(count, 3 * n)
+  lu.assertEquals(sum, 3 * n * (3 * n + 1) / 2)
+end
+
 ---- memory ----
 
 function TestChannel:testFreeingAChannelFreesQueuedMessagesAndHandles()
@@ -520,6 +726,27 @@ function TestChannel:testNumberPushPopCompiles()
   lu.assertEquals(s, 2000 * 2001 / 2)
   lu.assertStrMatches(text, ".*TRACE%s+%d+ test_channel%.lua:%d+ loop.*")
   util.assert_compiles(lu, text)
+end
+
+function TestChannel:testBytesPushPopCompiles()
+  -- Strings over 40 bytes and plain tables: the slot buffer path, each in
+  -- a loop of its own (as a program sends one kind of value).
+  local ch = par.channel(64)
+  local str, small = ("s"):rep(100), { 1, 2, 3 }                  -- small: inline
+  local rec = { id = 1, name = "name", email = "name@example.org", score = 0.5, ok = true }
+  local n = 0
+  local l1 = util.next_line()
+  local function strings() for _ = 1, 2000 do ch:push(str); n = n + #ch:pop() end end
+  local l2 = util.next_line()
+  local function tables() for _ = 1, 2000 do ch:push(small); n = n + ch:pop()[3] end end
+  local l3 = util.next_line()
+  local function records() for _ = 1, 2000 do ch:push(rec); n = n + ch:pop().id end end
+  -- Each from fresh traces (jit_log flushes): a side trace of pop made for
+  -- one kind runs into the next kind's loop before that loop has a trace.
+  util.assert_compiles(lu, util.jit_log(strings), "test_channel.lua", l1)
+  util.assert_compiles(lu, util.jit_log(tables), "test_channel.lua", l2)
+  util.assert_compiles(lu, util.jit_log(records), "test_channel.lua", l3)
+  lu.assertEquals(n, 2000 * 104)
 end
 
 function TestChannel:testBatchMisuse()

@@ -5,10 +5,15 @@
 --   par.spawn(function(ch) for i = 1, 10 do ch:push(i) end ch:close() end, ch)
 --   for v in ch:iter() do print(v) end         -- until closed and drained
 --
--- Untyped items: numbers, booleans and strings up to 48 bytes sit inline in
--- the slot (no serialization); a longer string is copied once into a C
--- message; a plain table (wire.plain) goes as string.buffer encodes it;
--- anything else that may cross (int64 cdata, ffipar handles, functions,
+-- Untyped items: numbers, booleans and strings up to 40 bytes (VSTR_MAX)
+-- sit inline in the slot (no serialization), as does a plain table whose
+-- string.buffer encoding is that short. Longer strings and encodings are
+-- bytes: up to 4 KiB (BUF_MAX) they are copied into the slot's own buffer,
+-- which the pop trades for the popper's spare (no malloc or free in steady
+-- traffic), longer ones into a C message (the malloc is then small beside
+-- the copy). A table is plain when string.buffer encodes it and C finds no
+-- sub-table in the encoding (no Lua walk), or else when wire.plain accepts
+-- it. Anything else that may cross (int64 cdata, ffipar handles, functions,
 -- shared sub-tables) goes as a codec message. nil is refused. Typed channels (par.channel(cap, "rec_t")) copy the ctype's bytes.
 -- Misuse raises at the caller; push/pop return nil, "timeout" | "closed" |
 -- "cancelled" as expected outcomes.
@@ -22,7 +27,9 @@ lib.declare("channel")
 local M = {}
 
 local VNUM, VBOOL, VSTR, VMSG = C.FFIPAR_VNUM, C.FFIPAR_VBOOL, C.FFIPAR_VSTR, C.FFIPAR_VMSG
-local VLSTR, VENC = C.FFIPAR_VLSTR, C.FFIPAR_VENC
+local VLSTR, VENC, VSENC = C.FFIPAR_VLSTR, C.FFIPAR_VENC, C.FFIPAR_VSENC
+local VBSTR, VBENC, VSPARE, BUF_MAX = C.FFIPAR_VBSTR, C.FFIPAR_VBENC, C.FFIPAR_VSPARE,
+  C.FFIPAR_BUF_MAX
 local wire = require "ffipar.wire"
 local plain, BIG, gc_pause = wire.plain, wire.BIG, wire.gc_pause
 local ebuf, dbuf = require("string.buffer").new(), require("string.buffer").new()
@@ -39,6 +46,27 @@ local type = type
 local pushv = ffi.new("ffipar_value")
 local popv = ffi.new("ffipar_value")
 local chp = ffi.new("ffipar_channel *[1]")
+
+-- Per-state spare buffers (see ffipar_channel_buf): the pusher's, a reserve
+-- of BUF_MAX bytes that a slot takes only when there is no memory for a
+-- buffer of its own, and the popper's, traded for the buffer of each bytes
+-- item popped. Freed with the state.
+local function free_spare(p)
+  C.ffipar_channel_buf_free(p[0])
+  p[0] = nil
+end
+local pspare = ffi.gc(ffi.new("ffipar_channel_buf *[1]"), free_spare)
+local cspare = ffi.gc(ffi.new("ffipar_channel_buf *[1]"), free_spare)
+
+-- A new reserve for the pusher (the last one went into a slot).
+local function new_reserve(fname)
+  C.ffipar_channel_buf_free(pspare[0])
+  pspare[0] = nil
+  local b = C.ffipar_channel_buf_new(BUF_MAX)
+  if b == nil then error(fname .. ": out of memory", 4) end
+  pspare[0] = b
+  return b
+end
 
 local kinds = {}        -- handle ctype id -> kind of a typed channel (nil: untyped)
 local fdp = ffi.new("int[1]")
@@ -118,6 +146,18 @@ end
 
 local untyped = {}
 
+-- Encode table t into ebuf if it can cross as string.buffer encodes it: a
+-- flat table (checked in C on the encoding, no Lua walk) or a tree of plain
+-- values (wire.plain). False for anything else: the codec converts it, or
+-- names what cannot cross (string.buffer refuses functions, coroutines and
+-- most cdata, and stops at 100 levels: cycles).
+local function encoded(t)
+  ebuf:reset()
+  if not pcall(ebuf.encode, ebuf, t) then return false end
+  local p, len = ebuf:ref()
+  return C.ffipar_channel_flat(p, len) ~= 0 or plain(t)
+end
+
 -- Fill pushv from v; returns the message when one was made (freed by the
 -- caller if the push fails).
 local function fill(v, fname)
@@ -132,16 +172,36 @@ local function fill(v, fname)
     pushv.tag = VSTR
     pushv.len = #v
     ffi_copy(pushv.u.s, v, #v)
+  elseif tv == "string" and #v <= BUF_MAX then
+    local n = #v
+    local b = pspare[0]
+    if b == nil or b.cap < BUF_MAX then b = new_reserve(fname) end
+    pushv.tag = VBSTR
+    pushv.len = n
+    pushv.u.b.data = v
+    pushv.u.b.buf = b
   elseif tv == "string" then
     local msg = C.ffipar_msg_new(v, #v, nil, 0)
     if msg == nil then error(fname .. ": out of memory", 3) end
     pushv.tag = VLSTR
     pushv.u.msg = msg
     return msg
-  elseif tv == "table" and plain(v) then
-    ebuf:reset()
-    ebuf:encode(v)
+  elseif tv == "table" and encoded(v) then
     local p, len = ebuf:ref()
+    if len <= VSTR_MAX then      -- inline, as a short string
+      pushv.tag = VSENC
+      pushv.len = len
+      ffi_copy(pushv.u.s, p, len)
+      return
+    elseif len <= BUF_MAX then       -- ebuf is reset after the push has copied it
+      local b = pspare[0]
+      if b == nil or b.cap < BUF_MAX then b = new_reserve(fname) end
+      pushv.tag = VBENC
+      pushv.len = len
+      pushv.u.b.data = p
+      pushv.u.b.buf = b
+      return
+    end
     local msg = C.ffipar_msg_new(p, len, nil, 0)
     ebuf:reset()
     if msg == nil then error(fname .. ": out of memory", 3) end
@@ -166,11 +226,35 @@ function untyped.push(h, v, timeout)
   local t = lib.timeout(timeout, "ch:push")
   local msg = fill(v, "ch:push")
   local rc = C.ffipar_channel_push(h.c, pushv, t)
+  local tag = pushv.tag
+  if tag == VBENC then ebuf:reset() end
   if rc ~= 0 then
     if msg then C.ffipar_msg_free(msg) end
     return fail(rc)
   end
+  if tag == VBSTR or tag == VBENC then pspare[0] = pushv.u.b.buf end   -- what the slot gave back
   return true
+end
+
+-- The bytes of a VBSTR/VBENC item popped into v: v's buffer is ours now,
+-- and our spare went to the slot. A pop that runs meanwhile (a finalizer
+-- during decode) finds no spare and offers none; whichever buffer comes
+-- back second is freed.
+local function unpack_bytes(v, tag)
+  cspare[0] = nil
+  local b = v.u.b.buf
+  local ok, r
+  if tag == VBSTR then
+    ok, r = true, ffi_string(b.data, v.len)
+  else
+    dbuf:reset()
+    dbuf:putcdata(b.data, v.len)
+    ok, r = pcall(dbuf.decode, dbuf)
+    dbuf:reset()
+  end
+  if cspare[0] == nil then cspare[0] = b else C.ffipar_channel_buf_free(b) end
+  if not ok then error("ffipar.channel: cannot decode a value: " .. tostring(r), 3) end
+  return r
 end
 
 local function unpack_value(v)
@@ -178,6 +262,15 @@ local function unpack_value(v)
   if tag == VNUM then return v.u.n end
   if tag == VSTR then return ffi_string(v.u.s, v.len) end
   if tag == VBOOL then return v.len ~= 0 end
+  if tag == VBSTR or tag == VBENC then return unpack_bytes(v, tag) end
+  if tag == VSENC then
+    dbuf:reset()
+    dbuf:putcdata(v.u.s, v.len)
+    local ok, r = pcall(dbuf.decode, dbuf)
+    dbuf:reset()
+    if not ok then error("ffipar.channel: cannot decode a value: " .. tostring(r), 3) end
+    return r
+  end
   local msg = v.u.msg
   if tag == VLSTR then
     local s = ffi_string(C.ffipar_msg_data(msg, lenp), lenp[0])
@@ -203,7 +296,10 @@ end
 -- v | nil, "timeout" | "closed" (closed and drained) | "cancelled".
 function untyped.pop(h, timeout)
   if not ffi_istype(untyped_ct, h) then bad_self("ch:pop", h) end
-  local rc = C.ffipar_channel_pop(h.c, popv, lib.timeout(timeout, "ch:pop"))
+  local t = lib.timeout(timeout, "ch:pop")
+  popv.tag = VSPARE               -- offer our spare (see ffipar_value)
+  popv.u.b.buf = cspare[0]
+  local rc = C.ffipar_channel_pop(h.c, popv, t)
   if rc ~= 0 then return fail(rc) end
   return unpack_value(popv)
 end
@@ -529,6 +625,9 @@ function M.select(chs, timeout)
     sel_buf = ffi.new("double[?]", math.ceil(need / 8))
     sel_buf_size = need
   end
+  local sv = ffi.cast("ffipar_value *", sel_buf)
+  sv.tag = VSPARE                 -- offered to an untyped channel (see ffipar_value)
+  sv.u.b.buf = cspare[0]
   local rc = C.ffipar_channel_select(sel_chs, n, sel_buf, whichp, t)
   if rc == ECLOSED then return whichp[0] + 1, nil, "closed" end
   if rc ~= 0 then return fail(rc) end
@@ -542,5 +641,10 @@ function M.select(chs, timeout)
 end
 
 M.is_channel = is_channel     -- for ffipar.uv
+
+-- Spare buffers this state holds now (0 to 2), for tests that count them.
+function M._spares()
+  return (pspare[0] ~= nil and 1 or 0) + (cspare[0] ~= nil and 1 or 0)
+end
 
 return M
