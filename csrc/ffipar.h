@@ -527,4 +527,27 @@ int64_t ffipar_share_chunk_decodes(const ffipar_share *s);
 ** own reference is the only one left). */
 int64_t ffipar_share_refs(const ffipar_share *s);
 
+/* A stream: a big table argument crossing while the receiver decodes it.
+** One sender puts the parts (chunks of entries) one by one, then ends it
+** with a verdict; one receiver waits for each part. A new stream of at most
+** `cap` parts, for a table of `n` entries, `len` of them 1..len. */
+enum { FFIPAR_STREAM_DONE = 1,   /* the parts are the whole table */
+       FFIPAR_STREAM_WHOLE = 2,  /* ignore the parts: the value is `whole` */
+       FFIPAR_STREAM_ABANDONED = 3 };
+int  ffipar_share_stream(ffipar_share **out, int64_t cap, int64_t n, int64_t len);
+/* Publish the next part (owned from here, freed on failure too).
+** FFIPAR_EINVAL: not a stream, full, or ended. */
+int  ffipar_share_put(ffipar_share *s, ffipar_msg *m);
+/* End with a verdict; `whole` (owned, NULL unless FFIPAR_STREAM_WHOLE). */
+int  ffipar_share_end(ffipar_share *s, int32_t verdict, ffipar_msg *whole);
+/* Wait until part i is published or the stream ended (then FFIPAR_OK), or
+** FFIPAR_ETIMEOUT / FFIPAR_ECANCELLED. */
+int  ffipar_share_wait(ffipar_share *s, int64_t i, double timeout);
+int32_t ffipar_share_verdict(const ffipar_share *s);
+int64_t ffipar_share_nparts(const ffipar_share *s);
+/* Part i, NULL if not published; the whole value, NULL unless WHOLE. */
+const ffipar_msg *ffipar_share_part(const ffipar_share *s, int64_t i);
+const ffipar_msg *ffipar_share_whole(const ffipar_share *s);
+int64_t ffipar_share_arraylen(const ffipar_share *s);
+
 #pragma GCC visibility pop

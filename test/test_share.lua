@@ -230,3 +230,76 @@ function TestShare:testChunkedSnapshotIsNeverHalfSeenAndEmptyOrSmall()
   lu.assertEquals({ self.pool:best(par.share({ a = { id = 1, x = 2, tags = {} } }), function(_, v) return v.x end) },
     { "a", { id = 1, x = 2, tags = {} }, 2 })
 end
+
+---- a big table spawn argument streams: the worker decodes while the caller sends ----
+
+local function big_records(n)
+  local t = {}
+  for i = 1, n do t["r" .. i] = { id = i, hist = { i, i % 7 }, name = "n" .. i } end
+  return t
+end
+
+local function marks_left(t)
+  for _, v in pairs(t) do
+    if type(v) == "table" and getmetatable(v) ~= nil then return true end
+  end
+  return false
+end
+
+function TestShare:testBigSpawnArgumentsCrossExactly()
+  local t = big_records(9000)                     -- 9 chunks of 1024 entries
+  local arr = {}
+  for i = 1, 5000 do arr[i] = { i, tostring(i) } end
+  local ok, n, r8999, small, alen, a77, last = par.spawn(function(x, s, a)
+    local n = 0
+    for _ in pairs(x) do n = n + 1 end
+    return n, x.r8999, s, #a, a[77][2], a[5000][1]
+  end, t, { 1, 2 }, arr):join(10)
+  lu.assertEquals({ ok, n, r8999, small, alen, a77, last }, { true, 9000, t.r8999, { 1, 2 }, 5000, "77", 5000 })
+  lu.assertFalse(marks_left(t))
+  -- a sub-table met again in a later chunk: the value goes whole, shared stays shared
+  t.r8000.also = t.r3.hist
+  local ok2, same, h = par.spawn(function(x) return x.r8000.also == x.r3.hist, x.r3.hist[1] end, t):join(10)
+  lu.assertEquals({ ok2, same, h }, { true, true, 3 })
+  lu.assertFalse(marks_left(t))
+  -- a handle deep inside: converted, by reference
+  local a = par.array("double", 1)
+  t.r8000.also = a
+  local ok3 = par.spawn(function(x) x.r8000.also[0] = 42 end, t):join(10)
+  lu.assertTrue(ok3)
+  lu.assertEquals(a[0], 42)
+  t.r8000.also = nil
+end
+
+function TestShare:testBigSpawnArgumentRefusedAtTheCallersLineAndNeverRun()
+  local t = big_records(9000)
+  t.r8500.co = coroutine.create(print)
+  local ran = par.atomic(0)
+  local line = debug.getinfo(1, "l").currentline + 1
+  local ok, err = pcall(function() par.spawn(function(r, x) r:add(1) end, ran, t) end)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, ('test_share.lua:%d: ffipar.spawn: argument #3["r8500"]["co"] is a coroutine')
+    :format(line))
+  lu.assertFalse(marks_left(t))
+  util.settled_live()                               -- the worker gave up and ended
+  lu.assertEquals(ran:load(), 0)
+  t.r8500.co = nil
+  t.r8600.self = t                                  -- a cycle, late
+  line = debug.getinfo(1, "l").currentline + 1
+  ok, err = pcall(function() par.spawn(function() end, t) end)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, ('test_share.lua:%d: ffipar.spawn: argument #2["r8600"]["self"] is a table '
+    .. 'that contains itself'):format(line))
+  lu.assertFalse(marks_left(t))
+end
+
+function TestShare:testBigSpawnArgumentsLeaveNothingBehind()
+  local live = util.settled_live()
+  for _ = 1, 3 do
+    local t = big_records(5000)
+    lu.assertTrue(par.spawn(function(x) return x.r1.id == 1 end, t):join(10))
+    t.r4999.f = coroutine.create(print)
+    lu.assertFalse(pcall(par.spawn, function() end, t))
+  end
+  lu.assertEquals(util.live_settles(live), live)
+end

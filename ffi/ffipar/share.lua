@@ -288,9 +288,138 @@ function M.is_share(v)
   return istype(share_p, v) and v ~= nil
 end
 
+---- streams: a big table argument crossing while the receiver decodes it ----
+--
+-- par.spawn sends a table argument with more than a few thousand entries
+-- and hundreds of sub-tables as a stream (a snapshot object without a
+-- message): the spawned worker starts at once and decodes each chunk of
+-- entries while the sender walks and encodes the next. The sender's walk
+-- is the check wire.plain makes (marks stay on until the last chunk, so a
+-- sub-table met again in a later chunk is still seen): when it finds
+-- something that is not plain, the value goes as one converted message
+-- instead (verdict WHOLE: the receiver drops the chunks it decoded) or, if
+-- it cannot cross, the stream is abandoned and the sender raises the error.
+-- The receiver builds the table only from the verdict DONE, so the function
+-- never runs on a half-sent value.
+local DONE, WHOLE, ABANDONED = C.FFIPAR_STREAM_DONE, C.FFIPAR_STREAM_WHOLE, C.FFIPAR_STREAM_ABANDONED
+local STREAM = { s = true }
+local STREAM_MIN = 4096                 -- entries
+local sout = ffi.new("ffipar_share *[1]")
+
+--- A stream for table x, or nil when x is small or not plain from the start.
+function M.stream_for(x)
+  if wire.probe(x) ~= nil then return nil end
+  local n = 0
+  for _ in next, x do n = n + 1 end
+  if n < STREAM_MIN then return nil end
+  local size = math.max(1024, math.ceil(n / MAX_CHUNKS))
+  local rc = C.ffipar_share_stream(sout, math.ceil(n / size), n, #x)
+  if rc ~= 0 then return nil end
+  return ffi.gc(sout[0], C.ffipar_obj_release), size
+end
+
+local function put(h, b, c)
+  b:reset()
+  b:encode(c)
+  local p, len = b:ref()
+  local m = C.ffipar_msg_new(p, len, nil, 0)
+  if m == nil then error("out of memory", 0) end
+  if C.ffipar_share_put(h, m) ~= 0 then error("ffipar: stream overflow", 0) end
+end
+
+-- The chunks of x, walked then encoded one by one; false at the first entry
+-- that is not plain.
+local function parts(h, x, size)
+  local b = buffer.new()
+  local seen, c, j, full = {}, {}, 0, 2 * size
+  local entry_plain = wire.entry_plain
+  for k, v in next, x do
+    if not entry_plain(k, v, seen, x) then b:free(); return false end
+    c[j + 1], c[j + 2] = k, v
+    j = j + 2
+    if j == full then put(h, b, c); j = 0 end
+  end
+  if j > 0 then
+    local last = {}
+    for q = 1, j do last[q] = c[q] end
+    put(h, b, last)
+  end
+  b:free()
+  return true
+end
+
+--- Send x through stream h (from stream_for); the value is named `label
+-- #index` in errors. Returns nil, or the error for the caller to raise.
+function M.send(h, x, size, fname, label, index)
+  local base = wire.mark_base()
+  local ok, r = pcall(parts, h, x, size)
+  wire.unmark(base)
+  if ok and r then
+    C.ffipar_share_end(h, DONE, nil)
+    return nil
+  end
+  if not ok then
+    C.ffipar_share_end(h, ABANDONED, nil)
+    return fname .. ": " .. tostring(r)
+  end
+  local eok, m = pcall(codec.encode, fname, label, index, -2, x)   -- -2: no position
+  if not eok then
+    C.ffipar_share_end(h, ABANDONED, nil)
+    return m
+  end
+  C.ffipar_share_end(h, WHOLE, m)
+  return nil
+end
+
+--- End a stream that will not be sent.
+function M.abandon(h)
+  C.ffipar_share_end(h, ABANDONED, nil)
+end
+
+-- The receiver: the table, built as its chunks arrive.
+local function receive(h)
+  local n, len = tonumber(C.ffipar_share_len(h)), tonumber(C.ffipar_share_arraylen(h))
+  local t = tnew(len, n - len)
+  local i = 0
+  while true do
+    local rc = C.ffipar_share_wait(h, i, -1)
+    if rc ~= 0 then error("ffipar: " .. select(2, lib.fail(rc)) .. " while receiving an argument", 0) end
+    local v = C.ffipar_share_verdict(h)
+    if v == WHOLE then return codec.decode(C.ffipar_share_whole(h))[1] end
+    if v == ABANDONED then error("ffipar: the sending thread gave the value up", 0) end
+    if i < C.ffipar_share_nparts(h) then
+      local p = C.ffipar_msg_data(C.ffipar_share_part(h, i), lib.lenp)
+      dbuf:set(p, lib.lenp[0])
+      local c = dbuf:decode()
+      dbuf:reset()
+      for q = 1, #c, 2 do t[c[q]] = c[q + 1] end
+      i = i + 1
+    elseif v == DONE then
+      return t
+    end
+  end
+end
+
+-- The collector stopped while the chunks are decoded (see wire.gc_pause),
+-- when this state's heap is small enough to collect first.
+function M.receive(h)
+  local paused = collectgarbage("count") < 65536 and wire.gc_pause()
+  local ok, r = pcall(receive, h)
+  if paused then collectgarbage("restart") end
+  if not ok then error(r, 0) end
+  return r
+end
+
 M._methods = { share = share }
 
-function M.to_wire(h) return h end
-function M.from_wire(obj) return lib.adopt(obj, "struct ffipar_share *") end
+function M.to_wire(h)
+  if C.ffipar_share_msg(h) == nil then return h, STREAM end
+  return h
+end
+function M.from_wire(obj, params)
+  local h = lib.adopt(obj, "struct ffipar_share *")
+  if params and params.s then return M.receive(h) end
+  return h
+end
 
 return M

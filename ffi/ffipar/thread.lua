@@ -156,14 +156,45 @@ function M.spawn(fn, ...)
   M.cache_modules()
   local check = require "ffipar.check"
   local me, msg = check.task_strand("spawned function", "par.spawn", 2), nil  -- a strand inside par.phase
+  local streams                 -- big table arguments, sent while the worker decodes
   if me then
     msg = codec.encode("ffipar.spawn", "argument", -1, 2, check.task_runner, me, fn, ...)
   else
-    msg = codec.encode("ffipar.spawn", "argument", 1, 2, fn, ...)
+    local n, args = select("#", ...), nil
+    for i = 1, n do
+      local x = select(i, ...)
+      if type(x) == "table" then
+        local share = require "ffipar.share"
+        local h, size = share.stream_for(x)
+        if h then
+          args = args or { ... }
+          args[i] = h
+          streams = streams or {}
+          streams[#streams + 1] = { h, x, size, i + 1 }
+        end
+      end
+    end
+    if args then
+      msg = codec.encode("ffipar.spawn", "argument", 1, 2, fn, unpack(args, 1, n))
+    else
+      msg = codec.encode("ffipar.spawn", "argument", 1, 2, fn, ...)
+    end
   end
   local rc = C.ffipar_thread_new(out, msg, package.path, package.cpath)
-  if rc ~= 0 then error("ffipar.spawn: " .. select(2, lib.fail(rc)), 2) end
-  return lib.own(out[0])
+  if rc ~= 0 then
+    for i = 1, streams and #streams or 0 do require("ffipar.share").abandon(streams[i][1]) end
+    error("ffipar.spawn: " .. select(2, lib.fail(rc)), 2)
+  end
+  local t = lib.own(out[0])
+  if streams then
+    local share, err = require "ffipar.share", nil
+    for i = 1, #streams do
+      local s = streams[i]
+      if err then share.abandon(s[1]) else err = share.send(s[1], s[2], s[3], "ffipar.spawn", "argument", s[4]) end
+    end
+    if err then error(err, 2) end
+  end
+  return t
 end
 
 --- How many CPUs this process may use.

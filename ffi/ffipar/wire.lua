@@ -271,28 +271,68 @@ local function big_tree(t, seen, root, d)
   return true
 end
 
-local function big_plain(t)
-  local base = nmarks               -- a walk inside a walk (a finalizer's) stacks its marks
-  local ok, r = pcall(big_tree, t, {}, t, 1)
+-- A marking walk begins at mark_base() and ends with unmark(base), error
+-- or not (a walk inside a walk, a finalizer's, stacks its marks).
+function M.mark_base() return nmarks end
+local function unmark(base)
   for i = nmarks, base + 1, -1 do
     setmt(marks[i], nil)
     marks[i] = nil
   end
   nmarks = base
+end
+M.unmark = unmark
+
+local function big_plain(t)
+  local base = nmarks
+  local ok, r = pcall(big_tree, t, {}, t, 1)
+  unmark(base)
   if not ok then error(r, 0) end
   return r
 end
 
+--- One entry of table root, walked as big_plain walks it (marks stay until
+-- unmark): true when it is plain and meets no table met before.
+function M.entry_plain(k, v, seen, root)
+  local tk = type(k)
+  if tk ~= "number" and tk ~= "string" and tk ~= "boolean" then return false end
+  local tv = type(v)
+  if tv == "table" then
+    if v == root then return false end
+    local mt = getmt(v)
+    if mt == nil then
+      local n = nmarks + 1
+      marks[n] = v
+      nmarks = n
+      setmt(v, MARK)
+    elseif mt == MARK or seen[v] then
+      return false
+    else
+      seen[v] = true
+    end
+    return big_tree(v, seen, root, 2)
+  end
+  return tv == "number" or tv == "string" or tv == "boolean"
+end
+
 local scratch = {}       -- empty between calls; nil while one is running
---- True when the table t can cross as string.buffer encodes it (no
--- functions, cdata or other values that need conversion; no shared or
--- cyclic sub-tables; not too deep).
-function M.plain(t)
+--- As plain, but a table with more than SEEN_MAX sub-tables is not walked
+-- to the end: nil.
+local function probe(t)
   local seen = scratch or {}
   scratch = nil
   seen_n = 0
   local ok = tree(t, seen, t, 1)
   if next(seen) == nil then scratch = seen else scratch = {} end
+  return ok
+end
+M.probe = probe
+
+--- True when the table t can cross as string.buffer encodes it (no
+-- functions, cdata or other values that need conversion; no shared or
+-- cyclic sub-tables; not too deep).
+function M.plain(t)
+  local ok = probe(t)
   if ok == nil then return big_plain(t) end
   return ok
 end
