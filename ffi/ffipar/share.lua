@@ -315,7 +315,12 @@ function M.stream_for(x)
   local size = math.max(1024, math.ceil(n / MAX_CHUNKS))
   local rc = C.ffipar_share_stream(sout, math.ceil(n / size), n, #x)
   if rc ~= 0 then return nil end
-  return ffi.gc(sout[0], C.ffipar_obj_release), size
+  -- A stream the sender could not end (an error on the way) ends when its
+  -- handle goes: the receiver is never left waiting.
+  return ffi.gc(sout[0], function(p)
+    C.ffipar_share_end(p, ABANDONED, nil)             -- refused if it ended
+    C.ffipar_obj_release(p)
+  end), size
 end
 
 local function put(h, b, c)
