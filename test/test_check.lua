@@ -191,6 +191,39 @@ function TestCheck:testBestScoreWritingASlot()
     .. "%[%d+, %d+%) of pool:best at")
 end
 
+-- The values pool:best scores are the worker's copy of the shared table: a
+-- score that writes into one (a memo field) loses the write. The run number
+-- goes in, so each run's write changes the copy the worker kept. Both
+-- sources: a par.share snapshot (kept by the workers across runs) and a
+-- table shared for one call.
+function TestCheck:testBestScoreWritingItsValue()
+  local t = {}
+  for i = 1, N do t["k" .. i] = { x = i } end
+  local sh = par.share(t)
+  for _, source in ipairs({ sh, t }) do
+    catalogue(self, function(pool, run)
+      return pool:best(source, function(k, v, run) v.last = run; return v.x end, run)
+    end, "ffipar.check: pool:best at test/test_check.lua:%d+: its function %(the function at "
+      .. "test/test_check.lua:%d+%) wrote key 'last' of the table in the value of entry \"k%d+\" of "
+      .. "the shared table; each worker has its own copy, so the write is lost")
+  end
+  for _, v in pairs(t) do lu.assertNil(v.last) end
+end
+
+-- A task of a phase that writes into the table it got from a snapshot.
+function TestCheck:testTaskWritingASnapshotsTable()
+  local sh = par.share({ total = 0 })
+  catalogue(self, function(pool, run)
+    par.phase(function()
+      local ok, err = pool:submit(function(sh, run) sh:get().total = run end, sh, run):join(10)
+      if not ok then error(err, 0) end
+    end)
+  end, "ffipar.check: task 1 %(pool:submit at test/test_check.lua:%d+%) %(the function at "
+    .. "test/test_check.lua:%d+%) wrote key 'total' of the table in the table of a par.share "
+    .. "snapshot %(sh:get%(%)%)")
+  lu.assertEquals(sh:get().total, 0)
+end
+
 -- A spawned function of a phase is watched like a parallel call's function.
 function TestCheck:testSpawnedFunctionWritesUpvalueTable()
   local totals = { 0 }
@@ -270,6 +303,20 @@ function TestCheck:testBestReadingSharedArrays()
   catalogue(self, function(pool)
     local k, v, s = pool:best(t, function(k, v, w) return w[v] + w[(v + 1) % #w] end, w)
     return s == want and w[k] + w[(k + 1) % N] == want
+  end)
+end
+
+-- Scores that only read the shared table's values: never reported.
+function TestCheck:testBestReadingASnapshot()
+  local t, want = {}, -1
+  for i = 1, N do
+    t["k" .. i] = { x = (i * 37) % N, tags = { "a", i } }
+    want = math.max(want, (i * 37) % N)
+  end
+  local sh = par.share(t)
+  catalogue(self, function(pool)
+    local k, v, s = pool:best(sh, function(k, v) return v.x + #v.tags - 2 end)
+    return s == want and t[k].x == want and v.x == want
   end)
 end
 

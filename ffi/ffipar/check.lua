@@ -220,7 +220,8 @@ local function start_watch(fn, first, ...)
   for k = 1, select("#", ...) do
     collect((select(k, ...)), "argument #" .. (first + k - 1), seen, out, modules)
   end
-  local w = { fn = fn, tables = out, env = env, shadow = {}, assigned = nil }
+  local w = { fn = fn, tables = out, env = env, shadow = {}, assigned = nil, seen = seen,
+    modules = modules }
   -- The globals move to a shadow table for the watch, so that every
   -- assignment, to a new global or an existing one, goes through
   -- __newindex (whatever earlier tasks left in this worker's globals).
@@ -251,6 +252,19 @@ local function start_watch(fn, first, ...)
   })
   watch = w
   return w
+end
+
+--- True inside a watched strand (check mode).
+function M.watching()
+  return watch ~= nil
+end
+
+--- In a watched strand: watch table t too (a worker's copy of a par.share
+-- snapshot, met through sh:get() or pool:best), named by `path` in a
+-- report. A no-op outside a watch.
+function M.watch_table(t, path)
+  local w = watch
+  if w then collect(t, path, w.seen, w.tables, w.modules) end
 end
 
 local function stop_watch()

@@ -268,9 +268,22 @@ local function best_chunks(job, n, chunk, score, ...)
   end
   local best, at = -math.huge, nil
   local e = share.view(h, once)
+  -- In check mode the values a chunk scores are watched: they are this
+  -- worker's copy, so a write to one is lost (ffipar.check reports it).
+  local check = require "ffipar.check"
+  local watch = check.watching() and function(keys, vals, lo, hi)
+    for i = lo, hi do
+      if type(vals[i]) == "table" then
+        local k = keys[i]
+        check.watch_table(vals[i], ("the value of entry %s of the shared table"):format(
+          type(k) == "string" and ("%q"):format(k) or tostring(k)))
+      end
+    end
+  end
   if not e.p then
     local keys, vals = share.entries_of(e)
     claim_chunks(job, n, chunk, function(lo, hi)
+      if watch then watch(keys, vals, lo + 1, hi) end
       best, at = best_range(lo + 1, hi, best, at, score, keys, vals, a1, a2, a3, a4)
     end)
     return best, at
@@ -287,6 +300,7 @@ local function best_chunks(job, n, chunk, score, ...)
     if C.ffipar_atomics_exchange_i64(fp + j, 1) ~= 0 then return end
     if cur then cur[0] = first + math.floor(j / chunk) end
     local lo, hi = chunk_of(e, j)
+    if watch then watch(keys, vals, lo, hi) end
     local s, i = best_range(lo, hi, -math.huge, nil, score, keys, vals, a1, a2, a3, a4)
     -- chunks come in any order: among equal scores the first position wins
     if i ~= nil and (s > best or (s == best and i < at)) then best, at = s, i end

@@ -181,6 +181,10 @@ function share:get()
       e.t = v.p and whole(v) or v.t
     end
   end
+  -- In check mode, a strand that gets the table has it watched: a write to
+  -- this state's copy would be lost (ffipar.check reports it).
+  local check = package.loaded["ffipar.check"]
+  if check and check.watching() then check.watch_table(e.t, "the table of a par.share snapshot (sh:get())") end
   return e.t
 end
 
