@@ -92,6 +92,11 @@ function M.jit_reset()
       end
     end
   end
+  -- Finalizers that are due run now, not while the loop under test is being
+  -- recorded (one there aborts the trace: "error thrown or hook called
+  -- during recording").
+  collectgarbage()
+  collectgarbage()
   jit.flush()
   jit.opt.start("hotloop=56")
 end
