@@ -256,6 +256,17 @@ function TestShare:testBigSpawnArgumentsCrossExactly()
     return n, x.r8999, s, #a, a[77][2], a[5000][1]
   end, t, { 1, 2 }, arr):join(10)
   lu.assertEquals({ ok, n, r8999, small, alen, a77, last }, { true, 9000, t.r8999, { 1, 2 }, 5000, "77", 5000 })
+  -- an array with holes: its length (a border) counts more than its entries
+  local holes = require("table.new")(10000, 0)
+  for i = 1, 10000 do holes[i] = { i } end
+  for i = 1, 9999, 2 do holes[i] = nil end
+  lu.assertEquals(#holes, 10000)                  -- a border past 5000 entries
+  local ok4, n4, h10 = par.spawn(function(a)
+    local n = 0
+    for _ in pairs(a) do n = n + 1 end
+    return n, a[10][1]
+  end, holes):join(10)
+  lu.assertEquals({ ok4, n4, h10 }, { true, 5000, 10 })
   lu.assertFalse(marks_left(t))
   -- a sub-table met again in a later chunk: the value goes whole, shared stays shared
   t.r8000.also = t.r3.hist

@@ -317,7 +317,7 @@ function M.stream_for(x)
   for _ in next, x do n = n + 1 end
   if n < STREAM_MIN then return nil end
   local size = math.max(1024, math.ceil(n / MAX_CHUNKS))
-  local rc = C.ffipar_share_stream(sout, math.ceil(n / size), n, #x)
+  local rc = C.ffipar_share_stream(sout, math.ceil(n / size), n, math.min(#x, n))  -- #x: a border, maybe past holes
   if rc ~= 0 then return nil end
   -- A stream the sender could not end (an error on the way) ends when its
   -- handle goes: the receiver is never left waiting.
