@@ -139,26 +139,37 @@ end
 -- is a strand of the race check (ffipar.check). An error
 -- stops the other workers from claiming more and is raised again, with the
 -- worker's traceback.
+-- This worker's part of a parallel call over job pointer p: loop(cur,
+-- first), with cur the race check's strand mark (nil outside a checked
+-- phase) and first the mark of the call's first chunk; the mark is put
+-- back after. An error stops the other workers from claiming more and is
+-- raised again, with the worker's traceback.
+local function worker_part(p, loop)
+  local C = require("ffipar.lib").C
+  require("ffipar.lib").declare("pool")
+  local first = p[2]
+  local cur = first ~= 0 and require("ffipar.check").cur or nil
+  local outer = cur and cur[0]
+  local ok, err = xpcall(loop, debug.traceback, cur, first)
+  if cur then cur[0] = outer end
+  if not ok then
+    C.ffipar_pool_abort(p)
+    error(err, 0)
+  end
+end
+
 local function claim_chunks(job, n, chunk, body)
   local C = require("ffipar.lib").C
   require("ffipar.lib").declare("pool")
   local p = job:ptr()
-  local first = p[2]
-  local cur = first ~= 0 and require("ffipar.check").cur or nil
-  local outer = cur and cur[0]
-  local ok, err = xpcall(function()
+  worker_part(p, function(cur, first)
     while true do
       local lo = C.ffipar_pool_claim(p, chunk, n)
       if lo < 0 then return end
       if cur then cur[0] = first + lo / chunk end
       body(lo, math.min(lo + chunk, n))
     end
-  end, debug.traceback)
-  if cur then cur[0] = outer end
-  if not ok then
-    C.ffipar_pool_abort(p)
-    error(err, 0)
-  end
+  end)
 end
 
 -- fn and up to four extra arguments as locals, so that a loop calling fn has
@@ -293,19 +304,16 @@ local function best_chunks(job, n, chunk, score, ...)
   require("ffipar.lib").declare("pool")
   local keys, vals, chunk_of = e.keys, e.vals, share.chunk
   local p, fp = job:ptr(), flags:ptr()
-  local first = p[2]
-  local cur = first ~= 0 and require("ffipar.check").cur or nil
-  local outer = cur and cur[0]
-  local function run(j)
-    if C.ffipar_atomics_exchange_i64(fp + j, 1) ~= 0 then return end
-    if cur then cur[0] = first + math.floor(j / chunk) end
-    local lo, hi = chunk_of(e, j)
-    if watch then watch(keys, vals, lo, hi) end
-    local s, i = best_range(lo, hi, -math.huge, nil, score, keys, vals, a1, a2, a3, a4)
-    -- chunks come in any order: among equal scores the first position wins
-    if i ~= nil and (s > best or (s == best and i < at)) then best, at = s, i end
-  end
-  local ok, err = xpcall(function()
+  worker_part(p, function(cur, first)
+    local function run(j)
+      if C.ffipar_atomics_exchange_i64(fp + j, 1) ~= 0 then return end
+      if cur then cur[0] = first + math.floor(j / chunk) end
+      local lo, hi = chunk_of(e, j)
+      if watch then watch(keys, vals, lo, hi) end
+      local s, i = best_range(lo, hi, -math.huge, nil, score, keys, vals, a1, a2, a3, a4)
+      -- chunks come in any order: among equal scores the first position wins
+      if i ~= nil and (s > best or (s == best and i < at)) then best, at = s, i end
+    end
     local mine = e.order
     for i = 1, #mine do
       if C.ffipar_atomics_load_i64(p + 1) ~= 0 then return end
@@ -316,12 +324,7 @@ local function best_chunks(job, n, chunk, score, ...)
       if i < 0 then return end
       run(n - 1 - i)
     end
-  end, debug.traceback)
-  if cur then cur[0] = outer end
-  if not ok then
-    C.ffipar_pool_abort(p)
-    error(err, 0)
-  end
+  end)
   return best, at
 end
 
