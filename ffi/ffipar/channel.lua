@@ -162,6 +162,17 @@ local function encoded(t)
   return C.ffipar_channel_flat(p, len) ~= 0 or plain(t)
 end
 
+-- pushv as an item of n bytes at data, to be copied into the slot's buffer
+-- (the push hands over this state's spare, or a new reserve, in exchange).
+local function buffered(tag, n, data, fname)
+  local b = pspare[0]
+  if b == nil or b.cap < BUF_MAX then b = new_reserve(fname) end
+  pushv.tag = tag
+  pushv.len = n
+  pushv.u.b.data = data
+  pushv.u.b.buf = b
+end
+
 -- Fill pushv from v; returns the message when one was made (freed by the
 -- caller if the push fails).
 local function fill(v, fname)
@@ -177,13 +188,7 @@ local function fill(v, fname)
     pushv.len = #v
     ffi_copy(pushv.u.s, v, #v)
   elseif tv == "string" and #v <= BUF_MAX then
-    local n = #v
-    local b = pspare[0]
-    if b == nil or b.cap < BUF_MAX then b = new_reserve(fname) end
-    pushv.tag = VBSTR
-    pushv.len = n
-    pushv.u.b.data = v
-    pushv.u.b.buf = b
+    buffered(VBSTR, #v, v, fname)
   elseif tv == "string" then
     local msg = C.ffipar_msg_new(v, #v, nil, 0)
     if msg == nil then error(fname .. ": out of memory", 3) end
@@ -198,12 +203,7 @@ local function fill(v, fname)
       ffi_copy(pushv.u.s, p, len)
       return
     elseif len <= BUF_MAX then       -- ebuf is reset after the push has copied it
-      local b = pspare[0]
-      if b == nil or b.cap < BUF_MAX then b = new_reserve(fname) end
-      pushv.tag = VBENC
-      pushv.len = len
-      pushv.u.b.data = p
-      pushv.u.b.buf = b
+      buffered(VBENC, len, p, fname)
       return
     end
     local msg = C.ffipar_msg_new(p, len, nil, 0)
