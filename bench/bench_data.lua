@@ -110,6 +110,16 @@ local function search_first()
   return (par.now() - t0) * 1e3
 end
 
+-- The natural first call: the plain table itself, shared for that one
+-- call (the caller scores part of it while the workers score the parts it
+-- sends them).
+local function search_one_call()
+  local p, t = get_pool(), get_records()
+  local t0 = par.now()
+  assert(p:best(t, score))
+  return (par.now() - t0) * 1e3
+end
+
 local function search_serial()
   local t = get_records()
   local t0 = par.now()
@@ -253,6 +263,15 @@ return {
     limit = { ratio = 1 },
     runs = 5,
     lua = search_first,
+    baseline = search_serial,
+  },
+  {
+    name = "data: search, first pool:best(t) (one call) vs serial",
+    unit = "ms",
+    target = "<= 1x serial",
+    limit = { ratio = 1 },
+    runs = 5,
+    lua = search_one_call,
     baseline = search_serial,
   },
   {

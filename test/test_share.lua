@@ -314,3 +314,211 @@ function TestShare:testBigSpawnArgumentsLeaveNothingBehind()
   end
   lu.assertEquals(util.live_settles(live), live)
 end
+
+---- the one-call pool:best(t): the caller scores part of t itself ----
+
+-- A table whose entries a score can tell apart (id), with plenty of equal scores.
+local function pseudo_records(n, seed)
+  local t, x = {}, seed
+  for i = 1, n do
+    x = (x * 1103515245 + 12345) % 2147483648
+    t["k" .. i] = { id = i, x = x % 7, name = "n" .. i, hist = { x % 3, i } }
+  end
+  return t
+end
+
+-- Inside the caller only: a global the workers do not have.
+local function in_caller() return rawget(_G, "TEST_SHARE_CALLER") == true end
+
+function TestShare:testOneCallIsTheSerialLoopsEntryOnPoolsOf1To4()
+  local scores = {
+    function(_, v) return v.x end,                                 -- ties everywhere
+    function(_, v) return v.x * 10 + v.hist[1] end,
+    function(_, v) return v.x == 6 and 0 / 0 or v.x end,            -- the best class is NaN
+    function(_, v) return v.id % 5 == 0 and 0 / 0 or -v.id end,
+    function() return 1 end,
+    function() return -math.huge end,
+    function() return 0 / 0 end,
+  }
+  for _, size in ipairs({ 1, 2, 4 }) do
+    local p = par.pool(size)
+    for ti, n in ipairs({ 0, 1, 5, 300, 3000, 20000 }) do
+      local t = pseudo_records(n, ti * 7 + size)
+      for si, f in ipairs(scores) do
+        local sk, sv, ss = serial_best(t, f)
+        local k, v, s = p:best(t, f)
+        local what = ("pool of %d, %d entries, score %d"):format(size, n, si)
+        if sk == nil then
+          lu.assertNil(k, what)
+        else
+          lu.assertEquals({ what, k, s }, { what, sk, ss })
+          lu.assertIs(v, sv, what)                   -- the caller's own value
+        end
+      end
+    end
+    p:close()
+  end
+end
+
+-- Both sides score (the workers slowed down so that the caller scores
+-- most), and equal best scores on either side go to the first entry in
+-- pairs order.
+function TestShare:testOneCallTiesAcrossTheCallersAndTheWorkersEntries()
+  local t = pseudo_records(20000, 3)
+  local order = {}
+  for k in pairs(t) do order[#order + 1] = k end
+  rawset(_G, "TEST_SHARE_CALLER", true)
+  local calls = 0
+  local function slow_workers(k, v, a, b)
+    if in_caller() then calls = calls + 1 else for _ = 1, 200 do v.id = v.id + 0 end end
+    return (k == a or k == b) and 5 or 0
+  end
+  for _, pair in ipairs({ { 1, 19990 }, { 300, 19000 }, { 10000, 10001 }, { 19999, 20000 } }) do
+    calls = 0
+    local a, b = order[pair[2]], order[pair[1]]
+    local k, v, s = self.pool:best(t, slow_workers, a, b)
+    lu.assertEquals({ k, s }, { b, 5 })
+    lu.assertIs(v, t[b])
+    lu.assertTrue(calls > 0 and calls < 20000, calls .. " entries scored by the caller")
+  end
+  calls = 0
+  lu.assertEquals(self.pool:best(t, function(k) calls = calls + (in_caller() and 1 or 0); return 1 end), order[1])
+  rawset(_G, "TEST_SHARE_CALLER", nil)
+end
+
+-- Entries that cross only converted are scored by the caller, as they are:
+-- a function inside, a handle, a table met twice inside one value.
+function TestShare:testOneCallEntriesThatCrossConverted()
+  local t = pseudo_records(5000, 11)
+  local arr = par.array("double", 1)
+  arr[0] = 7
+  for i = 1, 5000, 97 do
+    local common = { i }
+    t["k" .. i].a, t["k" .. i].b = common, common             -- identity inside one value
+  end
+  t.k4000.f = function() return 1 end
+  t.k4500.arr = arr
+  local function score(_, v)
+    if v.a ~= nil and v.a == v.b then return 2 + v.id * 1e-9 end
+    if v.f then return v.f() end
+    if v.arr then return v.arr[0] end
+    return 0
+  end
+  for _ = 1, 3 do
+    local k, v, s = self.pool:best(t, score)
+    lu.assertEquals({ k, s }, { "k4500", 7 })
+    lu.assertIs(v, t.k4500)
+    t.k4500.arr = nil
+    k, v, s = self.pool:best(t, score)
+    lu.assertEquals({ k, s }, { (serial_best(t, score)) , 2 + 4948 * 1e-9 })
+    lu.assertIs(v, t.k4948)
+    t.k4500.arr = arr
+  end
+end
+
+-- A value that cannot cross is an error at the caller's line, naming it,
+-- wherever it is (scored by a worker or by the caller) and even after a
+-- score failed; the same message on every run.
+function TestShare:testOneCallValueThatCannotCross()
+  local t = pseudo_records(8000, 5)
+  local order = {}
+  for k in pairs(t) do order[#order + 1] = k end
+  for _, at in ipairs({ 1, 2, 700, 4000, 8000 }) do
+    local key = order[at]
+    t[key].co = coroutine.create(print)
+    for run = 1, 3 do
+      local line = debug.getinfo(1, "l").currentline + 1
+      local ok, err = pcall(function() local k = self.pool:best(t, function(_, v) return v.x end) end)
+      lu.assertFalse(ok)
+      lu.assertEquals(err, ('test/test_share.lua:%d: pool:best: argument #1[%q]["co"] is a coroutine, '
+        .. 'which cannot cross between threads'):format(line, key), "at " .. at .. ", run " .. run)
+      -- a score that fails first changes nothing
+      ok, err = pcall(function() return self.pool:best(t, function() error("boom") end) end)
+      lu.assertStrContains(err, ('pool:best: argument #1[%q]["co"] is a coroutine'):format(key))
+    end
+    t[key].co = nil
+  end
+  t[order[5000]].self = t                                  -- the table itself, inside
+  local ok, err = pcall(self.pool.best, self.pool, t, function() return 1 end)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, ('pool:best: argument #1[%q]["self"] is a table that contains itself'):format(order[5000]))
+  t[order[5000]].self = nil
+  t[{}] = 1
+  ok, err = pcall(self.pool.best, self.pool, t, function() return 1 end)
+  lu.assertStrContains(err, "pool:best: argument #1 has a table as a key")
+  lu.assertEquals(select(3, self.pool:best(pseudo_records(10, 1), function(_, v) return v.id end)), 10)
+end
+
+-- A score that fails in the caller or in a worker stops the others; the
+-- error reaches the caller with its traceback; the pool goes on.
+function TestShare:testOneCallScoreFailingInTheCallerOrAWorker()
+  local t = pseudo_records(20000, 9)
+  rawset(_G, "TEST_SHARE_CALLER", true)
+  local calls = 0
+  local ok, err = pcall(self.pool.best, self.pool, t, function(_, v)
+    if in_caller() then calls = calls + 1; error("caller boom") end
+    return v.x
+  end)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "caller boom")
+  lu.assertStrContains(err, "stack traceback")
+  lu.assertEquals(calls, 1)
+  ok, err = pcall(self.pool.best, self.pool, t, function(_, v)
+    if not in_caller() then error("worker boom") end
+    for _ = 1, 100 do v.id = v.id + 0 end
+    return v.x
+  end)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "worker boom")
+  lu.assertStrContains(err, "stack traceback")
+  rawset(_G, "TEST_SHARE_CALLER", nil)
+  lu.assertEquals({ self.pool:best(t, function(_, v) return v.id end) }, { "k20000", t.k20000, 20000 })
+end
+
+function TestShare:testOneCallLeavesNothingBehind()
+  local live = util.settled_live()
+  local t = pseudo_records(3000, 2)
+  local p = par.pool(2)
+  for _ = 1, 3 do
+    lu.assertEquals(p:best(t, function(_, v) return v.id end), "k3000")
+    t.k100.co = coroutine.create(print)
+    lu.assertFalse(pcall(p.best, p, t, function() return 1 end))
+    t.k100.co = nil
+    lu.assertFalse(pcall(p.best, p, t, function() error("x") end))
+  end
+  p:close()
+  p = nil
+  lu.assertEquals(util.live_settles(live), live)
+end
+
+-- With a checked array (check mode off), the entries are strands by their
+-- number in pairs order, whoever scores them: two entries writing one slot
+-- are a race on every run, and entries writing their own slots are not.
+function TestShare:testOneCallStrandsOfTheRaceCheck()
+  lu.assertFalse(par.check())
+  local n = 5000
+  local slots = par.array("int32_t", n + 1, { checked = true, name = "slots" })
+  local t = pseudo_records(n, 4)
+  rawset(_G, "TEST_SHARE_CALLER", true)
+  for run = 1, 5 do
+    local calls = 0
+    local line = debug.getinfo(1, "l").currentline + 1
+    local ok, err = pcall(self.pool.best, self.pool, t, function(_, v, slots)
+      if in_caller() then calls = calls + 1 end
+      slots[0] = v.id
+      return v.x
+    end, slots)
+    lu.assertFalse(ok, "run " .. run)
+    lu.assertStrContains(err, "race on checked array 'slots' index 0: written by chunk [")
+    lu.assertStrContains(err, ("of pool:best at test/test_share.lua:%d"):format(line))
+    local k, _, s = self.pool:best(t, function(_, v, slots)
+      if in_caller() then calls = calls + 1 end
+      slots[v.id] = v.x                                   -- its own slot
+      return v.id
+    end, slots)
+    lu.assertEquals({ k, s }, { "k" .. n, n })
+    lu.assertTrue(calls > 0, "the caller scored no entry")
+    lu.assertEquals(slots[77], t.k77.x)
+  end
+  rawset(_G, "TEST_SHARE_CALLER", nil)
+end

@@ -15,6 +15,7 @@ require "ffipar.thread"               -- tasks are thread objects: join, status,
 local C = lib.C
 lib.declare("thread")
 lib.declare("pool")
+lib.declare("atomic")
 
 local M = {}
 
@@ -131,8 +132,9 @@ end
 
 ---- parallel loops ----
 
--- These run in the workers. `job` is a shared int64_t[3] (next index,
--- abort flag, the race check's mark of the first chunk's strand or 0).
+-- These run in the workers. `job` is a shared int64_t[4] (next index,
+-- abort flag, the race check's mark of the first chunk's strand or 0, and
+-- the parts done and the seats taken of a one-call pool:best).
 -- body(lo, hi) runs for each chunk [lo, hi) this worker
 -- claims; chunks are claimed dynamically, so uneven work still ends
 -- together, and each worker's chunks come in increasing order. Each chunk
@@ -261,6 +263,9 @@ end
 -- chunks its state has decoded (flags: one int64 a chunk, set by the claim),
 -- then the others from the last one down, decoding them; so repeated calls
 -- decode nothing, and the first decodes each chunk in one worker only.
+-- With once == "parts", h is instead the address of the parts of a
+-- one-call pool:best (see below) and flags the number of workers that take
+-- part (a seat each, job[4]; the others return at once).
 local function best_chunks(job, n, chunk, score, ...)
   local m = select("#", ...)
   local nx = select(m, ...)
@@ -278,6 +283,44 @@ local function best_chunks(job, n, chunk, score, ...)
     score = function(k, v) return f(k, v, unpack(args, 1, args.n)) end
   end
   local best, at = -math.huge, nil
+  if once == "parts" then
+    -- The parts of a one-call pool:best: claimed in order, each waited for
+    -- (nil once the caller ended them), decoded, scored and counted done
+    -- (job[3]: the caller publishes more while few are in flight). Parts
+    -- come in increasing order, so the first best stays on ties.
+    local C = require("ffipar.lib").C
+    require("ffipar.lib").declare("atomic")
+    local part = share.part
+    local p, bi = job:ptr(), nil
+    h = share.parts_at(h)        -- its address: the caller holds it until we are done
+    if C.ffipar_atomics_add_i64(p + 4, 1) >= flags then return best, nil, nil end   -- a seat each
+    worker_part(p, function(cur, first)
+      while true do
+        local i = C.ffipar_pool_claim(p, 1, n)
+        if i < 0 then return end
+        local keys, vals, g0 = part(h, i)
+        if keys == nil or C.ffipar_atomics_load_i64(p + 1) ~= 0 then return end
+        local m, s, j = #keys, nil, nil
+        if not cur then
+          s, j = best_range(1, m, -math.huge, nil, score, keys, vals, a1, a2, a3, a4)
+        else
+          -- strands: the entries numbered [k * chunk + 1, (k + 1) * chunk], whoever scores them
+          s = -math.huge
+          local lo = 1
+          while lo <= m do
+            local k = math.floor((g0 + lo - 2) / chunk)
+            local hi = math.min(m, (k + 1) * chunk - g0 + 1)
+            cur[0] = first + k
+            s, j = best_range(lo, hi, s, j, score, keys, vals, a1, a2, a3, a4)
+            lo = hi + 1
+          end
+        end
+        if j ~= nil and s > best then best, bi, at = s, i, j end
+        C.ffipar_atomics_add_i64(p + 3, 1)
+      end
+    end)
+    return best, bi, at
+  end
   local e = share.view(h, once)
   -- In check mode the values a chunk scores are watched: they are this
   -- worker's copy, so a write to one is lost (ffipar.check reports it).
@@ -333,8 +376,13 @@ end
 -- traceback) after every worker has stopped. Errors about the arguments
 -- name them as the caller's (fn is #2) at the caller's line. A caller that
 -- is a cancelled worker stops the chunks, waits until they have stopped
--- and gets nil.
-local function run_parallel(self, fname, n, fn, runner, ...)
+-- and gets nil. mine (or nil): the caller's own part, mine(job, chunk,
+-- failed) (failed: the tasks could not all be submitted), run once
+-- the workers have their tasks; it returns nil, or a message for the
+-- caller's line (raised after the workers stopped); an error it raises
+-- (with the traceback it added) stops the workers and is raised the same
+-- way.
+local function run_parallel(self, fname, n, fn, runner, mine, ...)
   check_open(self, fname, 3)
   if C.ffipar_pool_mine(self.c) ~= 0 then
     lib.argerror(fname, "called from a task of the same pool, whose chunks would wait for "
@@ -345,7 +393,7 @@ local function run_parallel(self, fname, n, fn, runner, ...)
     lib.argerror(fname, "argument #2 must be a function, got " .. type(fn), 3)
   end
   if n == 0 then return {} end
-  local job = shm.array("int64_t", 3, { checked = false })
+  local job = shm.array("int64_t", 5, { checked = false })
   -- In check mode the chunks depend on n only, so a race report names the
   -- same chunks on every run and pool size, and the runner runs under a
   -- watch for lost Lua-side writes.
@@ -373,7 +421,7 @@ local function run_parallel(self, fname, n, fn, runner, ...)
     end
     msgs[i] = msg
   end
-  local futures, results, first_err, cancelled = {}, {}, nil, false
+  local futures, results, first_err, cancelled, mine_err = {}, {}, nil, false, nil
   shm.phase(function()
     if site then job:ptr()[2] = check.chunk_strands(math.ceil(n / chunk), chunk, n, site) end
     for i = 1, self.n do
@@ -385,6 +433,14 @@ local function run_parallel(self, fname, n, fn, runner, ...)
         break
       end
       futures[i] = lib.own(tout[0])
+    end
+    if mine then
+      local ok, r = pcall(mine, job, chunk, first_err ~= nil)
+      if not ok or r then
+        C.ffipar_pool_abort(job:ptr())
+        mine_err = r
+        if ok then mine_err = fname .. ": " .. r end
+      end
     end
     for i = 1, #futures do
       local r = { futures[i]:join() }
@@ -400,13 +456,13 @@ local function run_parallel(self, fname, n, fn, runner, ...)
     end
   end)
   if cancelled then return nil end
-  if first_err then error(first_err, 3) end
+  if mine_err or first_err then error(mine_err or first_err, 3) end
   return results
 end
 
 --- fn(lo, hi, ...) over chunks [lo, hi) covering [0, n), on every worker.
 function pool:parallel_for(n, fn, ...)
-  if not run_parallel(self, "pool:parallel_for", n, fn, run_chunks, ...) then
+  if not run_parallel(self, "pool:parallel_for", n, fn, run_chunks, nil, ...) then
     return nil, "cancelled"
   end
   return true
@@ -416,7 +472,7 @@ end
 -- among equal best scores): the serial loop's answer. nil when n == 0 or no
 -- score is above -math.huge.
 function pool:argmax(n, score, ...)
-  local results = run_parallel(self, "pool:argmax", n, score, argmax_chunks, ...)
+  local results = run_parallel(self, "pool:argmax", n, score, argmax_chunks, nil, ...)
   if not results then return nil, "cancelled" end
   local best, at = -math.huge, nil
   for _, r in ipairs(results) do
@@ -425,6 +481,155 @@ function pool:argmax(n, score, ...)
   end
   if at == nil then return nil end
   return best, at
+end
+
+---- the one-call pool:best: the caller takes part ----
+--
+-- pool:best(t, score) on a table: the caller is blocked in the call anyway
+-- and nothing else can change t meanwhile, so it walks t once, in pairs
+-- order, numbering the entries. While few parts are in flight (published,
+-- not yet scored) it checks the next entries and publishes them to the
+-- workers as a part (a chunk of entries); otherwise it checks
+-- and scores entries itself, straight from t (no copy, no decode). An entry
+-- that crosses only converted (a function, a handle, a shared sub-table)
+-- ends the part being filled and the caller scores it. Ties go to the
+-- lowest number: the serial loop's entry. Every entry is checked, whoever
+-- scores it: the first one in pairs order that cannot cross is the error,
+-- even after a score failed (the rest is then only checked).
+-- A part holds PART_MIN..PART_MAX entries (about n / 128): a worker's part
+-- must outlast the round trip of a futex wake, and a small table must not
+-- go to the workers whole before the caller scores anything. The caller
+-- looks at the parts done every LOOK entries it scores.
+local PART_MIN, PART_MAX, LOOK = 32, 256, 16
+
+-- st: the walk's state, kept across an error: k (the last entry checked),
+-- g (its number), the caller's best (s, k, v, g), parts (each { keys,
+-- vals, g0 }, g0 + i - 1 the number of keys[i]), err (an entry that cannot
+-- cross). Returns when t is walked, or stopped (the workers aborted).
+local function caller_walk(st, t, h, p, cap, size, ahead, chunk, score, a1, a2, a3, a4)
+  local C = lib.C
+  local first = p[2]                           -- strands (see best_chunks), or 0
+  local cur = first ~= 0 and check.cur or nil
+  local share = require "ffipar.share"
+  local check_entry = require("ffipar.wire").entry_check
+  local b = require("string.buffer").new()
+  local parts, nparts = st.parts, 0
+  local best, bk, bv, bg = -math.huge, nil, nil, nil
+  local g, look = 0, 0
+  local keys, vals, m, g0 = nil, nil, 0, 0     -- the part being filled
+  local function publish()
+    nparts = nparts + 1
+    parts[nparts] = { keys, vals, g0 }
+    share.put_part(h, b, keys, vals, g0)
+    keys, m = nil, 0
+  end
+  local function hungry()
+    if C.ffipar_atomics_load_i64(p + 1) ~= 0 or C.ffipar_self_cancelled() ~= 0 then return nil end
+    return nparts < cap and nparts - C.ffipar_atomics_load_i64(p + 3) < ahead
+  end
+  local filling = hungry()
+  if filling == nil then return end
+  local k, v = next(t)
+  while k ~= nil do
+    local plain, err = check_entry(k, v, t, "argument", 1, not filling)
+    g = g + 1
+    st.k, st.g = k, g
+    if plain == nil then st.err = err; break end
+    if filling and plain then
+      if m == 0 then keys, vals, g0 = {}, {}, g end
+      m = m + 1
+      keys[m], vals[m] = k, v
+      if m == size then
+        publish()
+        filling = hungry()
+        if filling == nil then break end
+      end
+    else
+      if m > 0 then publish() end
+      filling = false
+      if cur then cur[0] = first + math.floor((g - 1) / chunk) end
+      local s = score(k, v, a1, a2, a3, a4)
+      if s > best then best, bk, bv, bg = s, k, v, g end
+      look = look + 1
+      if look == LOOK then
+        look = 0
+        st.s, st.bk, st.bv, st.bg = best, bk, bv, bg
+        filling = hungry()
+        if filling == nil then break end
+      end
+    end
+    k, v = next(t, k)
+  end
+  if m > 0 then publish() end
+  st.s, st.bk, st.bv, st.bg = best, bk, bv, bg
+  b:free()
+end
+
+-- The rest of t after st.k only checked, for the first entry that cannot
+-- cross.
+local function check_rest(st, t)
+  local check_entry = require("ffipar.wire").entry_check
+  local k, v = next(t, st.k)
+  while k ~= nil do
+    local plain, err = check_entry(k, v, t, "argument", 1, true)
+    if plain == nil then st.err = err; return end
+    k, v = next(t, k)
+  end
+end
+
+-- pool:best(t, score, ...) with the caller taking part; key, value, score
+-- or nil, as pool:best.
+local function best_one_call(self, t, score, ...)
+  -- (explicit next() calls: with `for k, v in next, t` here, LuaJIT 2.1
+  -- beta3 once ended a compiled walk after its first entry)
+  local n, k = 0, next(t)
+  while k ~= nil do n = n + 1; k = next(t, k) end
+  local size = math.min(PART_MAX, math.max(PART_MIN, math.ceil(n / 128)))
+  local cap = math.ceil(n / size) + 16        -- parts ended early: past cap the caller scores the rest
+  local share = require "ffipar.share"
+  local h, addr = share.parts_stream(cap)
+  -- The caller keeps a core: seats for the other cores' workers, each with
+  -- a part to score and one waiting.
+  local seats = math.max(1, math.min(self.n, C.ffipar_cpus() - 1))
+  local ahead = seats + 1
+  local st = { parts = {}, s = -math.huge }
+  local nx = select("#", ...)
+  local f, a1, a2, a3, a4 = score, ...
+  if nx > 4 then
+    local args = { ... }
+    f = function(k, v) return score(k, v, unpack(args, 1, nx)) end
+  end
+  local function mine(job, chunk, failed)
+    local ok, e = true, nil
+    if not failed then
+      local cur = check.cur
+      local outer = cur[0]
+      ok, e = xpcall(caller_walk, debug.traceback, st, t, h, job:ptr(), cap, size, ahead, chunk, f,
+        a1, a2, a3, a4)
+      cur[0] = outer
+    end
+    local walked = ok and not failed and C.ffipar_atomics_load_i64(job:ptr() + 1) == 0 and st.err == nil
+    share.end_parts(h, walked)
+    if not walked and st.err == nil and C.ffipar_self_cancelled() == 0 then check_rest(st, t) end
+    if st.err then return st.err end
+    if not ok then error(e, 0) end
+  end
+  local args = { ... }
+  args[nx + 1], args[nx + 2], args[nx + 3], args[nx + 4] = addr, "parts", seats, nx
+  local results = run_parallel(self, "pool:best", n, score, best_chunks, mine, unpack(args, 1, nx + 4))
+  share.drop(h)                                      -- on an error, the GC does it
+  if not results then return nil, "cancelled" end
+  local best, bg, bk, bv = st.s, st.bg, st.bk, st.bv
+  for _, r in ipairs(results) do
+    local s, i, j = r[2], r[3], r[4]
+    if i ~= nil then
+      local part = st.parts[i + 1]
+      local g = part[3] + j - 1
+      if s > best or (s == best and g < bg) then best, bg, bk, bv = s, g, part[1][j], part[2][j] end
+    end
+  end
+  if bg == nil then return nil end
+  return bk, bv, best
 end
 
 --- The entry of `source` (a par.share snapshot, or a table, then shared for
@@ -439,6 +644,9 @@ function pool:best(source, score, ...)
     lib.argerror("pool:best", "argument #2 must be a function, got " .. type(score))
   end
   local share = require "ffipar.share"
+  if type(source) == "table" and not check.on() then
+    return best_one_call(self, source, score, ...)
+  end
   local h, once = source, not share.is_share(source)
   if once then h = share.snapshot(source, "pool:best", 3) end
   local nx = select("#", ...)
@@ -446,7 +654,7 @@ function pool:best(source, score, ...)
   local nchunks = share.view(h).nchunks     -- the caller's entry: no chunk decoded
   local flags = nchunks and shm.array("int64_t", nchunks, { checked = false })
   args[nx + 1], args[nx + 2], args[nx + 3], args[nx + 4] = h, once, flags or false, nx
-  local results = run_parallel(self, "pool:best", nchunks or #h, score, best_chunks,
+  local results = run_parallel(self, "pool:best", nchunks or #h, score, best_chunks, nil,
     unpack(args, 1, nx + 4))
   local best, at = -math.huge, nil
   for _, r in ipairs(results or {}) do
@@ -470,7 +678,7 @@ function pool:map_reduce(n, map, reduce, ...)
   if type(reduce) ~= "function" then
     lib.argerror("pool:map_reduce", "argument #3 must be a function, got " .. type(reduce))
   end
-  local results = run_parallel(self, "pool:map_reduce", n, map, map_reduce_chunks, reduce, ...)
+  local results = run_parallel(self, "pool:map_reduce", n, map, map_reduce_chunks, nil, reduce, ...)
   if not results then return nil, "cancelled" end
   local parts = {}
   for _, r in ipairs(results) do

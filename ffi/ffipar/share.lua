@@ -419,6 +419,57 @@ function M.receive(h)
   return r
 end
 
+---- parts: the one-call pool:best's chunks, published while it scores ----
+--
+-- The caller of pool:best(t, score) walks t once; it publishes some chunks
+-- of entries as the parts of a stream (each { keys, vals }, string.buffer
+-- encoded), which the pool's workers claim, decode and score, and scores
+-- the others itself. The handle the workers get is the stream itself (not
+-- a value to receive whole), registered by value.
+
+--- A stream of at most cap parts for the workers. The workers get its
+-- address (pool:best keeps h alive until they are done): no reference of
+-- their own to let go of.
+function M.parts_stream(cap)
+  local rc = C.ffipar_share_stream(sout, cap, 0, 0)
+  if rc ~= 0 then error("pool:best: " .. select(2, lib.fail(rc)), 0) end
+  local h = ffi.gc(sout[0], function(p)
+    C.ffipar_share_end(p, ABANDONED, nil)             -- refused if it ended
+    C.ffipar_obj_release(p)
+  end)
+  return h, addr_of(h)
+end
+
+--- The stream at address a (from parts_stream), in a worker.
+function M.parts_at(a)
+  return ffi.cast(share_p, a)
+end
+
+--- Publish { keys, vals, g0 } as the next part (b: a buffer to reuse; g0:
+-- the number of its first entry).
+function M.put_part(h, b, keys, vals, g0)
+  put(h, b, { keys, vals, g0 })
+end
+
+--- End the parts: done (true) or abandoned.
+function M.end_parts(h, done)
+  C.ffipar_share_end(h, done and DONE or ABANDONED, nil)
+end
+
+--- Part i (from 0) decoded here: keys, vals, g0; nil once the stream
+-- ended without it. Waits for it.
+function M.part(h, i)
+  local rc = C.ffipar_share_wait(h, i, -1)
+  if rc ~= 0 then error("ffipar: " .. select(2, lib.fail(rc)), 0) end
+  local m = C.ffipar_share_part(h, i)
+  if m == nil then return nil end
+  local p = C.ffipar_msg_data(m, lib.lenp)
+  dbuf:set(p, lib.lenp[0])
+  local c = dbuf:decode()
+  dbuf:reset()
+  return c[1], c[2], c[3]
+end
+
 M._methods = { share = share }
 
 function M.to_wire(h)

@@ -315,6 +315,74 @@ function M.entry_plain(k, v, seen, root)
   return tv == "number" or tv == "string" or tv == "boolean"
 end
 
+-- One entry (k, v) of table root, checked alone (the one-call pool:best,
+-- whose caller scores some entries itself and sends the others): true when
+-- string.buffer carries it as it is (a tree of plain values, root not in
+-- it, and unless `own`, no table met twice inside it); false when it
+-- crosses only converted (a function, a handle, a table met twice...); nil
+-- and the error naming where it was found, as encoding root whole would
+-- name it, when it cannot cross. `own`: the caller scores the entry itself,
+-- so only whether it can cross matters. Tables met in other entries are
+-- not remembered: each entry is scored alone, so a copy of a table two
+-- entries share changes nothing.
+-- The walk lists the sub-tables (at most SEEN_MAX, then it gives up: the
+-- converting walk decides) instead of inserting them in a hash set; a
+-- table met twice is found among them after.
+local subs, nsubs = {}, 0
+local function entry_tree(t, root, d)
+  for k, v in next, t do
+    local tv = type(v)
+    if tv == "table" then
+      if v == root or d >= MAX_NEST or nsubs >= SEEN_MAX then return false end
+      nsubs = nsubs + 1
+      subs[nsubs] = v
+      if not entry_tree(v, root, d + 1) then return false end
+    elseif tv ~= "number" and tv ~= "string" and tv ~= "boolean" then
+      return false
+    end
+    local tk = type(k)
+    if tk ~= "number" and tk ~= "string" and tk ~= "boolean" then return false end
+  end
+  return true
+end
+
+local entry_error
+function M.entry_check(k, v, root, label, index, own)
+  local tk, tv = type(k), type(v)
+  if tk ~= "string" and tk ~= "number" and tk ~= "boolean" then
+    return nil, ("%s #%d has a %s as a key; a snapshot's keys are strings, numbers or booleans")
+      :format(label, index, tk)
+  end
+  if tv == "table" then
+    nsubs = 1
+    subs[1] = v
+    local ok = v ~= root and entry_tree(v, root, 2)
+    local n = nsubs
+    if ok and not own and n > 1 then            -- a table met twice?
+      if n > 16 then
+        local set = {}
+        for i = 1, n do
+          if set[subs[i]] then ok = false; break end
+          set[subs[i]] = true
+        end
+      else
+        for i = 2, n do
+          local x = subs[i]
+          for j = 1, i - 1 do
+            if subs[j] == x then ok = false; break end
+          end
+          if not ok then break end
+        end
+      end
+    end
+    for i = 1, n do subs[i] = nil end
+    if ok then return true end
+  elseif tv == "number" or tv == "string" or tv == "boolean" then
+    return true
+  end
+  return entry_error(k, v, root, label, index)
+end
+
 local scratch = {}       -- empty between calls; nil while one is running
 --- As plain, but a table with more than SEEN_MAX sub-tables is not walked
 -- to the end: nil.
@@ -430,6 +498,22 @@ function M.encode(fname, label, first, level, ...)
   buf:put(ctx and ctx.cdata and "F" or "P")
   buf:encode(w)
   return buf, objs
+end
+
+-- The rest of entry_check: convert the entry as encoding root whole
+-- would (a walk that names the path), only to find what cannot cross.
+function entry_error(k, v, root, label, index)
+  looked = false
+  local ctx = context(label)
+  count_refs(v, ctx.refs, 1)
+  ctx.index, ctx.depth, ctx.nest = index, 0, 1
+  ctx.seen[root] = true
+  push(ctx, k, false)
+  local ok, r = pcall(conv, v, ctx)
+  ctx.seen = {}
+  release(ctx)
+  if ok then return false end
+  return nil, tostring(r)
 end
 
 local unmark
