@@ -556,6 +556,95 @@ function TestChannel:testPlainTablesAroundTheBufferLimitRoundTrip()
   lu.assertTrue(t:join(30))
 end
 
+-- A table whose string.buffer encoding is exactly n bytes (n = 1 or n >= 3:
+-- {} is the only 1-byte table, and no table takes 2), different for each n.
+local function table_of_encoding(n)
+  local buffer = require "string.buffer"
+  local t
+  if n == 1 then t = {}
+  elseif n == 3 then t = { true }
+  elseif n < 30 then t = { bytes(n - 3, n) }                      -- 0x0c, 2, then the string
+  else t = { -0.0, 2^53 + 2, bytes(n - 30, n), [0] = 0.5 } end   -- doubles in the way
+  assert(#buffer.encode(t) == n, "encoding of " .. n)
+  return t
+end
+
+function TestChannel:testEveryInlineEncodingLengthRoundTrips()
+  -- Encodings of up to VSTR_MAX bytes are decoded straight from the item
+  -- popped (the slot's copy), one byte over from the slot's buffer: every
+  -- length, long ones first so each short one is read over a longer one's
+  -- bytes.
+  local VSTR_MAX = require("ffipar.lib").C.FFIPAR_VSTR_MAX
+  local vals = {}
+  for n = VSTR_MAX + 2, 3, -1 do vals[#vals + 1] = table_of_encoding(n) end
+  vals[#vals + 1] = table_of_encoding(1)
+  local function check(got, want, i)
+    lu.assertEquals(got, want, "item " .. i)
+    if want[1] == -0.0 and want[2] == 2^53 + 2 then lu.assertEquals(1 / got[1], -1 / 0) end
+  end
+  -- In one state: the inline ones take no slot buffer, one byte more does.
+  local ch = par.channel(64)
+  local out = bufs_out()
+  for i = 3, #vals do lu.assertTrue(ch:push(vals[i], 0)) end
+  lu.assertEquals(bufs_out(), out)
+  lu.assertTrue(ch:push(vals[1], 0))
+  lu.assertEquals(bufs_out(), out + 1)
+  for i = 3, #vals do check(ch:pop(0), vals[i], i) end
+  check(ch:pop(0), vals[1], 1)
+  -- Through a worker, each after a 42- or 41-byte one, twice.
+  local seq = {}
+  for _ = 1, 2 do
+    for i = 1, #vals do seq[#seq + 1] = vals[i]; seq[#seq + 1] = vals[i % 2 + 1] end
+  end
+  local t = par.spawn(function(ch, seq)
+    for i = 1, #seq do assert(ch:push(seq[i])) end
+    ch:close()
+  end, ch, seq)
+  local i = 0
+  for v in ch:iter() do
+    i = i + 1
+    check(v, seq[i], i)
+  end
+  lu.assertEquals(i, #seq)
+  lu.assertTrue(t:join(30))
+end
+
+function TestChannel:testUndecodableItemIsAnErrorAtThePop()
+  -- Items made by hand (a push never makes these): empty, cut short and
+  -- malformed encodings, inline and in a slot buffer; the pop names the
+  -- problem at its caller's line, and the channel goes on.
+  local C = require("ffipar.lib").C
+  local VSTR_MAX = C.FFIPAR_VSTR_MAX
+  local good = require("string.buffer").encode({ 1, 2, 3 })
+  local long = require("string.buffer").encode({ bytes(VSTR_MAX + 10, 1) })
+  local ch = par.channel(8)
+  local c = ffi.cast("ffipar_channel *", ch.c)
+  local v = ffi.new("ffipar_value")
+  local function push_raw(tag, s)
+    v.tag, v.len = tag, #s
+    if tag == C.FFIPAR_VSENC then
+      ffi.copy(v.u.s, s, #s)
+    else
+      v.u.b.data = s
+      v.u.b.buf = C.ffipar_channel_buf_new(BUF_MAX)
+    end
+    lu.assertEquals(C.ffipar_channel_push(c, v, 0), 0)
+    if tag ~= C.FFIPAR_VSENC then C.ffipar_channel_buf_free(v.u.b.buf) end   -- the pusher's spare
+  end
+  for _, item in ipairs({ { C.FFIPAR_VSENC, "" }, { C.FFIPAR_VSENC, good:sub(1, #good - 1) },
+      { C.FFIPAR_VSENC, "\255\255" }, { C.FFIPAR_VBENC, long:sub(1, #long - 1) },
+      { C.FFIPAR_VBENC, ("\255"):rep(VSTR_MAX + 1) } }) do
+    push_raw(item[1], item[2])
+    push_raw(C.FFIPAR_VSENC, good)
+    local line = util.next_line()
+    local ok, err = pcall(function() return ch:pop(0) end)
+    lu.assertFalse(ok)
+    lu.assertStrContains(err, "test_channel.lua:" .. line .. ": ffipar.channel: cannot decode a value")
+    lu.assertEquals(ch:pop(0), { 1, 2, 3 })
+  end
+  lu.assertEquals(#ch, 0)
+end
+
 function TestChannel:testFlatTablesAreRecognisedFromTheirEncoding()
   local buffer = require "string.buffer"
   local C = require("ffipar.lib").C

@@ -45,6 +45,7 @@ local type = type
 -- one thing at a time, and C copies before returning).
 local pushv = ffi.new("ffipar_value")
 local popv = ffi.new("ffipar_value")
+local popv_s = ffi.cast("const char *", popv.u.s)   -- its inline bytes (popv keeps them)
 local chp = ffi.new("ffipar_channel *[1]")
 
 -- Per-state spare buffers (see ffipar_channel_buf): the pusher's, a reserve
@@ -251,8 +252,7 @@ local function unpack_bytes(v, tag)
   if tag == VBSTR then
     ok, r = true, ffi_string(b.data, v.len)
   else
-    dbuf:reset()
-    dbuf:putcdata(b.data, v.len)
+    dbuf:set(b.data, v.len)        -- decoded where they are (no finalizer runs in decode)
     ok, r = pcall(dbuf.decode, dbuf)
     dbuf:reset()
   end
@@ -261,15 +261,16 @@ local function unpack_bytes(v, tag)
   return r
 end
 
-local function unpack_value(v)
+-- The value popped into v; s is v.u.s as a pointer (made once for popv:
+-- indexing v.u.s makes a new cdata each time).
+local function unpack_value(v, s)
   local tag = v.tag
   if tag == VNUM then return v.u.n end
-  if tag == VSTR then return ffi_string(v.u.s, v.len) end
+  if tag == VSTR then return ffi_string(s, v.len) end
   if tag == VBOOL then return v.len ~= 0 end
   if tag == VBSTR or tag == VBENC then return unpack_bytes(v, tag) end
   if tag == VSENC then
-    dbuf:reset()
-    dbuf:putcdata(v.u.s, v.len)
+    dbuf:set(s, v.len)             -- decoded in place, from v
     local ok, r = pcall(dbuf.decode, dbuf)
     dbuf:reset()
     if not ok then error("ffipar.channel: cannot decode a value: " .. tostring(r), 3) end
@@ -305,7 +306,7 @@ function untyped.pop(h, timeout)
   popv.u.b.buf = cspare[0]
   local rc = C.ffipar_channel_pop(h.c, popv, t)
   if rc ~= 0 then return fail(rc) end
-  return unpack_value(popv)
+  return unpack_value(popv, popv_s)
 end
 
 -- A handle ctype (a struct holding the channel) with methods m.
@@ -637,7 +638,7 @@ function M.select(chs, timeout)
   if rc ~= 0 then return fail(rc) end
   local i = whichp[0] + 1
   local k = kind_of(chs[i])
-  if not k then return i, unpack_value(ffi.cast("ffipar_value *", sel_buf)) end
+  if not k then return i, unpack_value(sv, ffi.cast("const char *", sv.u.s)) end
   if k.scalar then return i, ffi.cast(ffi.typeof("$ *", k.elem), sel_buf)[0] end
   local r = k.elem()
   ffi_copy(r, sel_buf, k.size)
