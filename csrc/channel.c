@@ -36,6 +36,18 @@
 ** readable about when pop(0) would succeed; another consumer may take the
 ** item first (a pop(0) then finds nothing, and re-arms). Pop pays one
 ** relaxed load of evfd for this, on a cache line it has just written.
+**
+** Cache lines: an untyped slot is one line, written by the producer, then
+** read and freed (the seq exchange) by the consumer. When a consumer is
+** the slower side the ring is full, and two things used to cost it a
+** cross-core wait per item: the producer, waiting for room, read the very
+** slot the consumer popped next, so the consumer's read found the line
+** shared and its exchange had to take it back; and the consumer's read
+** itself missed. Now a producer that finds the ring full waits for a few
+** slots of room, reading only the last of them (wait_room), and a pop asks
+** for the line two slots ahead, to be written (prefetch_own): the next pops
+** find their slots on their own core, owned. Both are hints: no order
+** depends on them.
 */
 #include "shim.h"
 #include <sched.h>
@@ -45,6 +57,11 @@
 /* Tries before a waiter sleeps: a futex round trip costs microseconds, an
 ** item usually arrives within a few hundred nanoseconds. */
 #define SPIN 100
+/* A producer that finds the ring full waits until the consumers have freed
+** ROOM slots (a quarter of the ring at most), for up to ROOM_SPIN looks,
+** 4 pauses apart (see wait_room). */
+#define ROOM 8
+#define ROOM_SPIN 32
 #define SELECT_STACK 16
 #define RING_MAX (1ULL << 30)     /* bytes of slots per channel */
 
@@ -313,6 +330,20 @@ static inline __attribute__((always_inline)) int try_push(ffipar_channel *c, voi
   }
 }
 
+/* Ask for the cache line at p, to be written: the next pops find their
+** slots on this core already, owned, so neither the read of the item nor
+** the exchange that frees the slot waits for the other core. A hint only
+** (a slot still being written is only fetched early, then taken back). */
+#define PREFETCH 2
+static inline void prefetch_own(const void *p)
+{
+#if defined(__x86_64__) || defined(__i386__)
+  __asm__ volatile("prefetchw %0" : : "m"(*(const char *)p));
+#else
+  __builtin_prefetch(p, 1, 3);
+#endif
+}
+
 /* One pop attempt: OK, ETIMEOUT (empty), ECLOSED (closed and drained) or
 ** EBUSY (closed, but a push that claimed a slot before close has not
 ** published it yet: retry soon, it is a few instructions away). */
@@ -338,6 +369,7 @@ static inline __attribute__((always_inline)) int try_pop(ffipar_channel *c, void
         /* seq_cst exchange: the producer of the next round sees our read
         ** done, and it is ordered before after_pop's waiter check. */
         atomic_exchange(&s->seq, pos + c->nslots);
+        prefetch_own(slot_at(c, pos + PREFETCH));
         return FFIPAR_OK;
       }
     } else if (dif < 0) {
@@ -551,11 +583,39 @@ int ffipar_channel_new(ffipar_channel **out, int64_t cap, size_t size,
   return FFIPAR_OK;
 }
 
+/* The ring is full: instead of reading the slot that the consumer pops
+** next (its line would go back and forth between the cores on every pop,
+** each of our reads undoing the consumer's hold on it), wait until the
+** consumers have freed `room` slots, reading only the last of them, a few
+** pauses apart. Then the pushes that follow go in a burst, and the consumer
+** pops the slots in between untouched. A hint: bounded (ROOM_SPIN * 4
+** pauses, about 2 us here, before wait_op starts the timeout's clock), and
+** the caller tries the push as before whatever it finds (relaxed load:
+** try_push's seq_cst load decides). */
+static __attribute__((noinline)) void wait_room(ffipar_channel *c)
+{
+  uint64_t room = c->cap / 4 < ROOM ? c->cap / 4 : ROOM;
+  if (room < 2 || c->nslots != c->cap) return;
+  uint64_t last = (atomic_load_explicit(&c->enq, memory_order_relaxed) & ~CLOSED_BIT) + room - 1;
+  slot_hdr *s = slot_at(c, last);
+  for (int i = 0; i < ROOM_SPIN; i++) {
+    if ((int64_t)(atomic_load_explicit(&s->seq, memory_order_relaxed) - last) >= 0) return;
+    cpu_relax();
+    cpu_relax();
+    cpu_relax();
+    cpu_relax();
+  }
+}
+
 /* `item` is writable when it is an untyped bytes item (see ffipar.h). */
 int ffipar_channel_push(ffipar_channel *c, const void *item, double timeout)
 {
   if (bad_bytes(c, item)) return FFIPAR_EINVAL;
   int rc = try_push(c, (void *)item);     /* the fast path, inline */
+  if (rc == FFIPAR_ETIMEOUT && timeout != 0) {
+    wait_room(c);
+    rc = try_push(c, (void *)item);
+  }
   if (rc != FFIPAR_OK && rc != FFIPAR_ECLOSED)
     rc = wait_op(c, push_op, (void *)item, &c->not_full, timeout);
   if (rc == FFIPAR_OK) after_push(c);
