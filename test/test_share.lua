@@ -522,3 +522,27 @@ function TestShare:testOneCallStrandsOfTheRaceCheck()
   end
   rawset(_G, "TEST_SHARE_CALLER", nil)
 end
+
+-- More workers than this machine's second core would take: 1 to 4 seats,
+-- each worker its own parts; ties across them still go to the first entry.
+function TestShare:testOneCallWithSeveralWorkersTakingPart()
+  local pool_module = require "ffipar.pool"
+  local p = par.pool(4)
+  local t = pseudo_records(20000, 8)
+  local order = {}
+  for k in pairs(t) do order[#order + 1] = k end
+  for cores = 1, 4 do
+    pool_module.best_cores = cores
+    for _, f in ipairs({ function(_, v) return v.x end, function(_, v) return v.x * 3 + v.hist[1] end }) do
+      local sk, sv, ss = serial_best(t, f)
+      local k, v, s = p:best(t, f)
+      lu.assertEquals({ cores, k, s }, { cores, sk, ss })
+      lu.assertIs(v, sv)
+    end
+    local a, b = order[15000], order[9000]
+    lu.assertEquals({ cores, (p:best(t, function(k, _, a, b) return (k == a or k == b) and 1 or 0 end, a, b)) },
+      { cores, b })
+  end
+  pool_module.best_cores = nil
+  p:close()
+end

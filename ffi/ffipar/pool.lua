@@ -501,6 +501,7 @@ end
 -- go to the workers whole before the caller scores anything. The caller
 -- looks at the parts done every LOOK entries it scores.
 local PART_MIN, PART_MAX, LOOK = 32, 256, 16
+-- M.best_cores: the cores for workers (default: par.cpus() - 1); for tests.
 
 -- st: the walk's state, kept across an error: k (the last entry checked),
 -- g (its number), the caller's best (s, k, v, g), parts (each { keys,
@@ -590,7 +591,7 @@ local function best_one_call(self, t, score, ...)
   local h, addr = share.parts_stream(cap)
   -- The caller keeps a core: seats for the other cores' workers, each with
   -- a part to score and one waiting.
-  local seats = math.max(1, math.min(self.n, C.ffipar_cpus() - 1))
+  local seats = math.max(1, math.min(self.n, M.best_cores or C.ffipar_cpus() - 1))
   local ahead = seats + 1
   local st = { parts = {}, s = -math.huge }
   local nx = select("#", ...)
