@@ -527,9 +527,11 @@ int64_t ffipar_share_chunk_decodes(const ffipar_share *s);
 ** own reference is the only one left). */
 int64_t ffipar_share_refs(const ffipar_share *s);
 
-/* A stream: a big table argument crossing while the receiver decodes it.
+/* A stream: a big table argument crossing while the receiver decodes it,
+** or the parts of a one-call pool:best that its workers claim and score.
 ** One sender puts the parts (chunks of entries) one by one, then ends it
-** with a verdict; one receiver waits for each part. A new stream of at most
+** with a verdict; receivers (any number: parts never change once put) wait
+** for each part. A new stream of at most
 ** `cap` parts, for a table of `n` entries, `len` of them 1..len. */
 enum { FFIPAR_STREAM_DONE = 1,   /* the parts are the whole table */
        FFIPAR_STREAM_WHOLE = 2,  /* ignore the parts: the value is `whole` */
