@@ -62,6 +62,8 @@ const char *ffipar_cdef_get(int i, size_t *len);
 
 /* Monotonic clock in seconds. */
 double ffipar_now(void);
+/* The CPU time the calling thread has used, in seconds. */
+double ffipar_cpu_now(void);
 /* Sleep for `seconds`; returns early with FFIPAR_ECANCELLED when the calling
 ** worker is cancelled. */
 int    ffipar_sleep(double seconds);

@@ -34,6 +34,13 @@ double ffipar_now(void)
   return (double)now_ns() * 1e-9;
 }
 
+double ffipar_cpu_now(void)
+{
+  struct timespec ts;
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 int64_t deadline_of(double timeout)
 {
   if (timeout < 0 || timeout != timeout) return -1;

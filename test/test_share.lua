@@ -546,3 +546,17 @@ function TestShare:testOneCallWithSeveralWorkersTakingPart()
   pool_module.best_cores = nil
   p:close()
 end
+
+-- The caller watches the CPU it gets (ffipar_cpu_now: this thread's CPU
+-- time) to stop sending entries to a worker that shares its core.
+function TestShare:testThreadCpuClock()
+  local C = require("ffipar.lib").C
+  local c0, w0 = C.ffipar_cpu_now(), par.now()
+  par.sleep(0.05)
+  local c1 = C.ffipar_cpu_now()
+  lu.assertTrue(c1 - c0 < 0.02, "asleep: " .. (c1 - c0))
+  local x = 0
+  while par.now() - w0 < 0.15 do x = x + 1 end
+  local c2, w2 = C.ffipar_cpu_now(), par.now()
+  lu.assertTrue(c2 - c1 > 0.01 and c2 - c1 <= w2 - w0 + 0.001, ("busy: %g of %g s"):format(c2 - c1, w2 - w0))
+end
