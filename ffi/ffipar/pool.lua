@@ -294,7 +294,12 @@ local function best_chunks(job, n, chunk, score, ...)
     local p, bi = job:ptr(), nil
     h = share.parts_at(h)        -- its address: the caller holds it until we are done
     if C.ffipar_atomics_add_i64(p + 4, 1) >= flags then return best, nil, nil end   -- a seat each
-    worker_part(p, function(cur, first)
+    -- The collector rests while the parts are decoded and scored: each
+    -- cycle would mark all this state keeps (a shared table decoded here
+    -- before: hundreds of thousands of tables) to free a few parts.
+    local gc = collectgarbage("isrunning")
+    if gc then collectgarbage("stop") end
+    local ok, err = pcall(worker_part, p, function(cur, first)
       while true do
         local i = C.ffipar_pool_claim(p, 1, n)
         if i < 0 then return end
@@ -319,6 +324,8 @@ local function best_chunks(job, n, chunk, score, ...)
         C.ffipar_atomics_add_i64(p + 3, 1)
       end
     end)
+    if gc then collectgarbage("restart") end
+    if not ok then error(err, 0) end
     return best, bi, at
   end
   local e = share.view(h, once)
