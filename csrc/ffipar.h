@@ -135,6 +135,11 @@ int  ffipar_thread_fd(ffipar_thread *t, int *out);
 ** programs with many threads need not wait for the collector; later
 ** ffipar_thread_fd calls return _ECLOSED. Always FFIPAR_OK. */
 int  ffipar_thread_fd_close(ffipar_thread *t);
+/* join(0) for a caller that closes the descriptor next, once its poller has
+** let go of it (ffipar.uv): FFIPAR_OK when done, consuming the readiness
+** like a join but leaving the descriptor as it is (readable, maybe) until
+** that close; _ETIMEOUT while running. */
+int  ffipar_thread_take(ffipar_thread *t);
 
 /* @section shm */
 

@@ -68,6 +68,35 @@ function TestFd:testPoolFuture()
   pool:close()
 end
 
+-- ffipar.uv's join(0): the same outcomes as join, the readiness consumed
+-- (a descriptor made afterwards never turns readable), the descriptor left
+-- readable for the adapter to close.
+function TestFd:testTakeIsJoinWithoutTheReset()
+  local take = require("ffipar.thread").take
+  local go = par.channel(1)
+  local t = par.spawn(function(go) assert(go:pop(10)) return "r", nil, 3 end, go)
+  local fd = t:fd()
+  lu.assertEquals({ take(t) }, { nil, "timeout" })    -- running
+  go:push(true)
+  lu.assertTrue(util.readable(fd, 10000))
+  lu.assertEquals({ n = select("#", take(t)), take(t) }, { n = 4, true, "r", nil, 3 })
+  lu.assertTrue(util.readable(fd, 0))                -- not reset: the caller closes it
+  lu.assertEquals({ n = select("#", t:join(0)), t:join(0) }, { n = 4, true, "r", nil, 3 })
+  t:close_fd()
+  local bad = par.spawn(function() error({ code = 7 }) end)
+  lu.assertTrue(util.wait_until(function() return bad:status() ~= "running" end, 10))
+  local ok, v, tb = take(bad)
+  lu.assertEquals({ ok, v }, { false, { code = 7 } })
+  lu.assertStrContains(tb, "stack traceback:")
+  lu.assertFalse(util.readable(bad:fd(), 20))        -- consumed: a late descriptor stays quiet
+  local failing = par.spawn(function() error("boom") end)
+  lu.assertTrue(util.wait_until(function() return failing:status() ~= "running" end, 10))
+  ok, v = take(failing)
+  lu.assertFalse(ok)
+  lu.assertStrContains(v, "boom")
+  lu.assertEquals({ failing:join(0) }, { ok, v, v:sub((v:find("stack traceback:", 1, true))) })
+end
+
 function TestFd:testChannelReadableWhilePopWouldSucceed()
   local ch = par.channel(4)
   ch:push(1)

@@ -40,6 +40,7 @@ local function bad_self(fname, v)
 end
 
 local thread = {}
+local outcome
 
 -- A worker's error that names a global it does not have ("attempt to call
 -- global 'helper' (a nil value)") gets a hint when this state has one.
@@ -65,6 +66,11 @@ function thread:join(timeout)
   end
   local rc = C.ffipar_thread_join(self, lib.timeout(timeout, "t:join"))
   if rc ~= 0 then return lib.fail(rc) end
+  return outcome(self)
+end
+
+-- What a successful join returns.
+function outcome(self)
   local st = C.ffipar_thread_status(self)
   if st == 1 then
     local r = codec.decode(C.ffipar_thread_results(self))
@@ -137,6 +143,16 @@ ffi.metatype("struct ffipar_thread", {
 })
 
 M._methods = { thread = thread }
+
+--- f:join(0) for ffipar.uv, which closes f's descriptor (t:close_fd()) as
+-- soon as its poll handle is closed: the same results, without resetting
+-- the descriptor (no lock, no system call). Not for users: a descriptor
+-- left readable would wake their loop again.
+function M.take(f)
+  if not istype(thread_p, f) or f == nil then bad_self("ffipar.thread.take", f) end
+  if C.ffipar_thread_take(f) ~= 0 then return nil, "timeout" end
+  return outcome(f)
+end
 
 -- Threads and pool futures cross by reference: join, status and cancel
 -- work from any thread that holds a handle (a detached one stays detached).

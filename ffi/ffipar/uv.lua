@@ -22,7 +22,7 @@
 local ffi = require "ffi"
 local lib = require "ffipar.lib"
 local channel = require "ffipar.channel"
-require "ffipar.thread"
+local thread = require "ffipar.thread"
 
 local M = {}
 
@@ -160,7 +160,7 @@ function M.new(uv, opts)
       return
     end
     w.ready = function()
-      local r = pack(f:join(0))
+      local r = pack(thread.take(f))            -- f:join(0); leave closes the descriptor
       if not (r[1] == nil and r[2] == "timeout") then deliver(w, unpack(r, 1, r.n)) end
     end
     w.failed = function(_, perr) w.cb(false, "ffipar.uv: polling failed: " .. tostring(perr)) end

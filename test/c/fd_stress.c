@@ -98,11 +98,11 @@ static void threads(int n)
   pthread_t fin[2];
   CHECK(ffipar_channel_new(&jobs, 64, sizeof(void *), sizeof(void *), 0) == FFIPAR_OK, "jobs");
   for (int i = 0; i < 2; i++) pthread_create(&fin[i], NULL, finisher, NULL);
-  int counts[6] = { 0 };
+  int counts[7] = { 0 };
   for (int i = 0; i < n; i++) {
     ffipar_thread *t = thread_alloc(ffipar_msg_new("", 0, NULL, 0), NULL, NULL, 0);
     CHECK(t, "thread_alloc");
-    int mode = (int)(rnd(&seed) % 6), fd = -1, fd2 = -1;
+    int mode = (int)(rnd(&seed) % 7), fd = -1, fd2 = -1;
     counts[mode]++;
     if (mode == 0) CHECK(ffipar_thread_fd(t, &fd) == FFIPAR_OK, "fd before start");
     pthread_t other;
@@ -121,6 +121,21 @@ static void threads(int n)
       CHECK(ffipar_thread_join(t, 10.0) == FFIPAR_OK, "join");
       for (int k = 0; atomic_load(&ran) <= i && k < 10000; k++) sched_yield();
       CHECK(!readable(p[0], 0), "a signal went to a closed descriptor's number");
+      close(p[0]);
+      close(p[1]);
+    } else if (mode == 6) {
+      /* ffipar.uv's way: take (join(0) without the reset) the moment the
+      ** job is done, racing the finisher's signal, then close at once; the
+      ** number's next owner must get no stray signal. */
+      CHECK(ffipar_thread_fd(t, &fd) == FFIPAR_OK, "fd");
+      int64_t until = now_ns() + reach_ns;
+      while (ffipar_thread_take(t) != FFIPAR_OK && now_ns() < until) {}
+      CHECK(ffipar_thread_status(t) != 0, "take before the end (iteration %d)", i);
+      CHECK(ffipar_thread_fd_close(t) == FFIPAR_OK, "fd_close");
+      int p[2];
+      CHECK(pipe(p) == 0, "pipe");
+      for (int k = 0; atomic_load(&ran) <= i && k < 10000; k++) sched_yield();
+      CHECK(!readable(p[0], 0), "a signal went to a closed descriptor's number after take");
       close(p[0]);
       close(p[1]);
     } else if (mode == 4) {
@@ -161,8 +176,8 @@ static void threads(int n)
   ffipar_channel_close(jobs);
   for (int i = 0; i < 2; i++) pthread_join(fin[i], NULL);
   ffipar_obj_release(jobs);
-  printf("threads: %d ends (%d/%d/%d/%d/%d/%d by mode), each readable once\n", n,
-         counts[0], counts[1], counts[2], counts[3], counts[4], counts[5]);
+  printf("threads: %d ends (%d/%d/%d/%d/%d/%d/%d by mode), each readable once\n", n,
+         counts[0], counts[1], counts[2], counts[3], counts[4], counts[5], counts[6]);
 }
 
 /* ---- channels ---- */
