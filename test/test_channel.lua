@@ -826,15 +826,17 @@ function TestChannel:testBytesPushPopCompiles()
   local n = 0
   local l1 = util.next_line()
   local function strings() for _ = 1, 2000 do ch:push(str); n = n + #ch:pop() end end
-  local l2 = util.next_line()
   local function tables() for _ = 1, 2000 do ch:push(small); n = n + ch:pop()[3] end end
-  local l3 = util.next_line()
   local function records() for _ = 1, 2000 do ch:push(rec); n = n + ch:pop().id end end
   -- Each from fresh traces (jit_log flushes): a side trace of pop made for
   -- one kind runs into the next kind's loop before that loop has a trace.
   util.assert_compiles(lu, util.jit_log(strings), "test_channel.lua", l1)
-  util.assert_compiles(lu, util.jit_log(tables), "test_channel.lua", l2)
-  util.assert_compiles(lu, util.jit_log(records), "test_channel.lua", l3)
+  -- A table's push looks for sub-tables in a loop of its own (channel.lua's
+  -- has_subtable): the traces are that loop's and its side traces, which
+  -- run on into these loops and back (so no loop trace starts on their
+  -- lines); compiled all the same: no abort, no NYI.
+  util.assert_compiles(lu, util.jit_log(tables))
+  util.assert_compiles(lu, util.jit_log(records))
   lu.assertEquals(n, 2000 * 104)
 end
 

@@ -156,11 +156,29 @@ local untyped = {}
 -- full `make test`, the failed pcall's message "cannot serialize 'thread'"
 -- came back in place of a caller's argument holding "ch:push", under the
 -- JIT; not reproduced since.)
+-- A table with a sub-table is walked first: string.buffer encodes a shared
+-- sub-table once per path, so a DAG would cost its number of paths (2^31
+-- for 31 levels of { a = t, b = t }: 11 s and a 2 GB buffer, then refused).
+-- The look for one: a numeric loop over the array part (under 1 ns an
+-- entry, compiled), pairs only when there is more (about 20 ns a field).
+local function has_subtable(t)
+  local n = #t
+  for i = 1, n do
+    if type(t[i]) == "table" then return true end
+  end
+  if next(t, n > 0 and n or nil) == nil then return false end
+  for k, x in pairs(t) do
+    if type(x) == "table" or type(k) == "table" then return true end
+  end
+  return false
+end
+
 local function encoded(t)
   ebuf:reset()
+  if has_subtable(t) then return plain(t) and pcall(ebuf.encode, ebuf, t) end
   if not pcall(ebuf.encode, ebuf, t) then return false end
   local p, len = ebuf:ref()
-  return C.ffipar_channel_flat(p, len) ~= 0 or plain(t)
+  return C.ffipar_channel_flat(p, len) ~= 0
 end
 
 -- pushv as an item of n bytes at data, to be copied into the slot's buffer
