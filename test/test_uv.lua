@@ -108,11 +108,15 @@ function TestUv:testTheCallbackRunsBeforeTheCleanUpWhichSurvivesItsError()
   local seen
   local w
   local f
-  f, w = A.submit(pool, function() return 7 end, function(ok, v)
+  -- The task waits for go: still running when submit looks at it (a done
+  -- one would be delivered by a timer on the real loop instead, no poll).
+  local go = par.channel(1)
+  f, w = A.submit(pool, function(go) assert(go:pop(10)) return 7 end, go, function(ok, v)
     seen = { ok = ok, v = v, active = w:active(), closed = polls[1].closed }
     error("boom " .. v)
   end)
   lu.assertEquals(#polls, 1)
+  go:push(true)
   local deadline = par.now() + 10
   while f:status() == "running" and par.now() < deadline do par.sleep(0.001) end
   local ok, err = pcall(polls[1].cb, nil)
