@@ -560,3 +560,34 @@ function TestShare:testThreadCpuClock()
   local c2, w2 = C.ffipar_cpu_now(), par.now()
   lu.assertTrue(c2 - c1 > 0.01 and c2 - c1 <= w2 - w0 + 0.001, ("busy: %g of %g s"):format(c2 - c1, w2 - w0))
 end
+
+-- A one-call pool:best in a worker that is cancelled returns nil,
+-- "cancelled" once the workers' parts and the caller's own entries have
+-- stopped.
+function TestShare:testOneCallInACancelledWorker()
+  local counts = par.array("int64_t", 2)           -- entries started, entries finished
+  local n = 5000
+  local th = par.spawn(function(counts, n)
+    local par = require "ffipar"
+    local pool = par.pool(2)
+    local t = {}
+    for i = 1, n do t["k" .. i] = { id = i } end
+    local k, err = pool:best(t, function(_, v, counts)
+      par.atomics.add(counts:ptr(), 1)
+      local t0 = par.now()
+      while par.now() - t0 < 0.002 do end        -- busy, blind to the cancel
+      par.atomics.add(counts:ptr() + 1, 1)
+      return v.id
+    end, counts)
+    local started, finished = par.atomics.load(counts:ptr()), par.atomics.load(counts:ptr() + 1)
+    pool:close()
+    return k, err, started, finished
+  end, counts, n)
+  lu.assertTrue(util.wait_until(function() return par.atomics.load(counts:ptr()) > 20 end, 10))
+  th:cancel()
+  local ok, k, err, started, finished = th:join(20)
+  lu.assertTrue(ok, tostring(k))
+  lu.assertEquals({ k, err }, { nil, "cancelled" })
+  lu.assertEquals(started, finished)                 -- nothing still scoring
+  lu.assertTrue(finished < n)
+end
