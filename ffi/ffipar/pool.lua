@@ -266,6 +266,7 @@ end
 -- With once == "parts", h is instead the address of the parts of a
 -- one-call pool:best (see below) and flags the number of workers that take
 -- part (a seat each, job[4]; the others return at once).
+local GC_REST = 256 * 1024
 local function best_chunks(job, n, chunk, score, ...)
   local m = select("#", ...)
   local nx = select(m, ...)
@@ -294,10 +295,12 @@ local function best_chunks(job, n, chunk, score, ...)
     local p, bi = job:ptr(), nil
     h = share.parts_at(h)        -- its address: the caller holds it until we are done
     if C.ffipar_atomics_add_i64(p + 4, 1) >= flags then return best, nil, nil end   -- a seat each
-    -- The collector rests while the parts are decoded and scored: each
-    -- cycle would mark all this state keeps (a shared table decoded here
-    -- before: hundreds of thousands of tables) to free a few parts.
+    -- The collector rests while the parts are decoded and scored (up to
+    -- GC_REST KiB of them): each cycle would mark all this state keeps (a
+    -- shared table decoded here before: hundreds of thousands of tables)
+    -- to free a few parts.
     local gc = collectgarbage("isrunning")
+    local rest = collectgarbage("count") + GC_REST
     if gc then collectgarbage("stop") end
     local ok, err = pcall(worker_part, p, function(cur, first)
       while true do
@@ -322,6 +325,7 @@ local function best_chunks(job, n, chunk, score, ...)
         end
         if j ~= nil and s > best then best, bi, at = s, i, j end
         C.ffipar_atomics_add_i64(p + 3, 1)
+        if gc and collectgarbage("count") > rest then collectgarbage("restart"); gc = false end
       end
     end)
     if gc then collectgarbage("restart") end
