@@ -57,10 +57,6 @@ for _, file in ipairs(ls("bench/bench_*.lua")) do
         local function c_side()
           if case.c then cv[#cv + 1] = run_c(case.c) end
           if case.baseline then cv[#cv + 1] = case.baseline() end
-          -- Each side starts from a collected heap: a Lua baseline's garbage
-          -- (string.buffer decodes in a compiled loop never step the
-          -- collector) left the next side to fault in fresh pages.
-          collectgarbage()
         end
         -- Which side goes first alternates: on this shared VM the slot in a
         -- round alone moves a median by a few per cent.
