@@ -270,7 +270,10 @@ local function unpack_bytes(v, tag)
   if tag == VBSTR then
     ok, r = true, ffi_string(b.data, v.len)
   else
-    dbuf:set(b.data, v.len)        -- decoded where they are (no finalizer runs in decode)
+    -- Copied first: the bytes were written on the producer's core, and
+    -- memcpy's loads miss in parallel where decode's would miss one by one.
+    dbuf:reset()
+    dbuf:putcdata(b.data, v.len)
     ok, r = pcall(dbuf.decode, dbuf)
     dbuf:reset()
   end
