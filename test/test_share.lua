@@ -327,6 +327,14 @@ local function pseudo_records(n, seed)
   return t
 end
 
+-- t's keys in the order pairs gives them here (the order the tie rule
+-- follows).
+local function pairs_order(t)
+  local order = {}
+  for k in pairs(t) do order[#order + 1] = k end
+  return order
+end
+
 -- Inside the caller only: a global the workers do not have.
 local function in_caller() return rawget(_G, "TEST_SHARE_CALLER") == true end
 
@@ -365,8 +373,7 @@ end
 -- pairs order.
 function TestShare:testOneCallTiesAcrossTheCallersAndTheWorkersEntries()
   local t = pseudo_records(20000, 3)
-  local order = {}
-  for k in pairs(t) do order[#order + 1] = k end
+  local order = pairs_order(t)
   rawset(_G, "TEST_SHARE_CALLER", true)
   local calls = 0
   local function slow_workers(k, v, a, b)
@@ -421,8 +428,7 @@ end
 -- score failed; the same message on every run.
 function TestShare:testOneCallValueThatCannotCross()
   local t = pseudo_records(8000, 5)
-  local order = {}
-  for k in pairs(t) do order[#order + 1] = k end
+  local order = pairs_order(t)
   for _, at in ipairs({ 1, 2, 700, 4000, 8000 }) do
     local key = order[at]
     t[key].co = coroutine.create(print)
@@ -529,8 +535,7 @@ function TestShare:testOneCallWithSeveralWorkersTakingPart()
   local pool_module = require "ffipar.pool"
   local p = par.pool(4)
   local t = pseudo_records(20000, 8)
-  local order = {}
-  for k in pairs(t) do order[#order + 1] = k end
+  local order = pairs_order(t)
   for cores = 1, 4 do
     pool_module.best_cores = cores
     for _, f in ipairs({ function(_, v) return v.x end, function(_, v) return v.x * 3 + v.hist[1] end }) do
