@@ -73,6 +73,8 @@ end
 -- readable for the adapter to close.
 function TestFd:testTakeIsJoinWithoutTheReset()
   local take = require("ffipar.thread").take
+  lu.assertErrorMsgContains("ffipar.thread.take: expected a par.thread", take, nil)
+  lu.assertErrorMsgContains("ffipar.thread.take: expected a par.thread", take, par.channel(1))
   local go = par.channel(1)
   local t = par.spawn(function(go) assert(go:pop(10)) return "r", nil, 3 end, go)
   local fd = t:fd()
