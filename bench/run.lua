@@ -57,6 +57,7 @@ for _, file in ipairs(ls("bench/bench_*.lua")) do
         local function c_side()
           if case.c then cv[#cv + 1] = run_c(case.c) end
           if case.baseline then cv[#cv + 1] = case.baseline() end
+          collectgarbage()    -- a baseline's garbage is not left for the next Lua side
         end
         -- Which side goes first alternates: on this shared VM the slot in a
         -- round alone moves a median by a few per cent.
