@@ -93,6 +93,34 @@ static ffipar_thread *take(ffipar_pool *p)
   return t;
 }
 
+/* Collection while idle. A task can leave its state tens of MB of garbage
+** and no reason to allocate again (a parallel call's decoded parts: the
+** collector rests during the call, see pool.lua). The collector then only
+** runs when the next task allocates, on that task's time, over a heap that
+** kept growing. So after a task that grew the heap by IDLE_GC_KB or more, an
+** idle worker runs the collector in small steps until the cycle ends or a
+** task is pushed (seq moves: the step in progress is all a task waits, a few
+** microseconds). Never while the state's collector is stopped. */
+#define IDLE_GC_KB 4096
+#define IDLE_GC_STEP_KB 16
+
+static void collect_while_idle(ffipar_pool *p, lua_State *L, int *base_kb)
+{
+  if (!lua_gc(L, LUA_GCISRUNNING, 0)) return;
+  int kb = lua_gc(L, LUA_GCCOUNT, 0);
+  if (kb < *base_kb + IDLE_GC_KB) {
+    if (kb < *base_kb) *base_kb = kb;          /* a cycle during the task freed some */
+    return;
+  }
+  uint32_t seen = atomic_load_explicit(&p->seq, memory_order_relaxed);
+  for (;;) {
+    /* Relaxed: a hint to stop early; take() reads the queue under the lock. */
+    if (atomic_load_explicit(&p->seq, memory_order_relaxed) != seen) return;
+    if (lua_gc(L, LUA_GCSTEP, IDLE_GC_STEP_KB)) break;      /* the cycle ended */
+  }
+  *base_kb = lua_gc(L, LUA_GCCOUNT, 0);
+}
+
 typedef struct start_arg {
   ffipar_pool *p;
   ffipar_thread *init;
@@ -109,7 +137,11 @@ static void *worker_main(void *arg)
   if (L) state_set_paths(L, p->path, p->cpath);    /* once: tasks keep them */
   if (a.init) thread_run(L, a.init);
   ffipar_thread *t;
-  while ((t = take(p)) != NULL) thread_run(L, t);
+  int base_kb = L ? lua_gc(L, LUA_GCCOUNT, 0) : 0;
+  while ((t = take(p)) != NULL) {
+    thread_run(L, t);
+    if (L) collect_while_idle(p, L, &base_kb);
+  }
   if (L) lua_close(L);
   state_free(&mem);
   atomic_fetch_add(&p->exited, 1);

@@ -65,6 +65,38 @@ function TestPool:testStatesAreKeptAndFunctionsLoadedOnce()
   lu.assertTrue(calls > 1)                 -- globals persist across tasks in a worker
 end
 
+-- A task that leaves its state's heap tens of MB bigger (a parallel call
+-- whose collector rested) gets it collected while the worker is idle, not
+-- on the next task's time; a state whose collector is stopped is left alone.
+function TestPool:testIdleWorkerCollectsWhatATaskLeft()
+  local p = par.pool(1)
+  local function heap_mb() return collectgarbage("count") / 1024 end
+  local function leave_garbage(stop_after)
+    collectgarbage("stop")
+    local keep = {}
+    for i = 1, 300000 do keep[i] = { i, tostring(i) } end      -- ~30 MB, garbage on return
+    keep = nil
+    if not stop_after then collectgarbage("restart") end
+    return collectgarbage("count") / 1024
+  end
+  local ok, grown = p:submit(leave_garbage):join(10)
+  lu.assertTrue(ok)
+  lu.assertTrue(grown > 20, "the task grew the heap: " .. grown)
+  -- probes every 50 ms allocate far too little to drive the collector themselves
+  local left = util.wait_until(function()
+    par.sleep(0.05)
+    local mb = select(2, p:submit(heap_mb):join(10))
+    return mb < 10 and mb
+  end, 5)
+  lu.assertNotEquals(left, false, "the idle worker did not collect the task's garbage")
+  ok, grown = p:submit(leave_garbage, true):join(10)
+  par.sleep(0.3)
+  local mb = select(2, p:submit(heap_mb):join(10))
+  lu.assertTrue(mb > 20, "a stopped collector was run: " .. mb .. " MB left of " .. grown)
+  lu.assertTrue(p:submit(function() collectgarbage("restart") end):join(10))
+  p:close()
+end
+
 -- A worker's state runs tasks for as long as the pool lives: nothing may pile
 -- up per task (LuaJIT's stack holds 65500 slots; three left behind per task
 -- ended the process after ~22000 tasks).
