@@ -132,6 +132,22 @@ local function too_deep(ctx)
     MAX_NEST), 0)
 end
 
+-- The entries of t: a loop with nothing else in it, which the JIT compiles.
+local function count(t)
+  local n = 0
+  for _ in next, t do n = n + 1 end
+  return n
+end
+
+-- conv_table's copy of a table has fewer entries than the table: LuaJIT 2.1
+-- before April 2022 (Debian 12's among them) can end a pairs loop whose
+-- body runs loops early, once the JIT gives up on it (LuaJIT issue 827).
+-- Loud rather than a value that silently lost entries.
+local function lost(ctx)
+  error(M.where(ctx) .. " lost entries while it was converted: this LuaJIT ends some pairs "
+    .. "loops early (LuaJIT issue 827, fixed in April 2022); upgrade LuaJIT", 0)
+end
+
 local function conv_table(t, ctx)
   local known = lookup_module(t)
   if known then return known end
@@ -167,6 +183,7 @@ local function conv_table(t, ctx)
   end
   ctx.seen[t] = nil
   ctx.nest = nest
+  if out and count(out) ~= count(t) then lost(ctx) end
   if shared then
     local id = ctx.tabid[t]
     ctx.tabs[id] = out or t
