@@ -112,7 +112,13 @@ static void collect_while_idle(ffipar_pool *p, lua_State *L, int *base_kb)
     if (kb < *base_kb) *base_kb = kb;          /* a cycle during the task freed some */
     return;
   }
+  /* A task queued while the last one ran is taken first; one pushed from
+  ** now on bumps seq (under the lock, as here). */
+  pthread_mutex_lock(&p->lock);
+  int busy = p->len > 0 || p->closed;
   uint32_t seen = atomic_load_explicit(&p->seq, memory_order_relaxed);
+  pthread_mutex_unlock(&p->lock);
+  if (busy) return;
   for (;;) {
     /* Relaxed: a hint to stop early; take() reads the queue under the lock. */
     if (atomic_load_explicit(&p->seq, memory_order_relaxed) != seen) return;

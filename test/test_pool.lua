@@ -79,16 +79,32 @@ function TestPool:testIdleWorkerCollectsWhatATaskLeft()
     if not stop_after then collectgarbage("restart") end
     return collectgarbage("count") / 1024
   end
+  -- The heap once below 10 MB (false after 5 s); probes every 50 ms
+  -- allocate far too little to drive the collector themselves.
+  local function collected()
+    return util.wait_until(function()
+      par.sleep(0.05)
+      local mb = select(2, p:submit(heap_mb):join(10))
+      return mb < 10 and mb
+    end, 5)
+  end
   local ok, grown = p:submit(leave_garbage):join(10)
   lu.assertTrue(ok)
   lu.assertTrue(grown > 20, "the task grew the heap: " .. grown)
-  -- probes every 50 ms allocate far too little to drive the collector themselves
-  local left = util.wait_until(function()
-    par.sleep(0.05)
-    local mb = select(2, p:submit(heap_mb):join(10))
-    return mb < 10 and mb
-  end, 5)
-  lu.assertNotEquals(left, false, "the idle worker did not collect the task's garbage")
+  lu.assertNotEquals(collected(), false, "the idle worker did not collect the task's garbage")
+  -- a task already queued when the last one ends runs first: it finds the
+  -- garbage still there
+  local block = par.channel(1)
+  local gate = p:submit(function(ch) ch:pop(10) end, block)
+  local f1 = p:submit(leave_garbage)
+  local f2 = p:submit(heap_mb)
+  block:push(true)
+  lu.assertTrue(gate:join(10))
+  lu.assertTrue(f1:join(10))
+  local ok2, at_start = f2:join(10)
+  lu.assertTrue(ok2)
+  lu.assertTrue(at_start > 20, "the idle collection ran before a queued task: " .. at_start .. " MB")
+  lu.assertNotEquals(collected(), false, "not collected after the queued task")
   ok, grown = p:submit(leave_garbage, true):join(10)
   par.sleep(0.3)
   local mb = select(2, p:submit(heap_mb):join(10))

@@ -298,8 +298,10 @@ local function best_chunks(job, n, chunk, score, ...)
     -- The collector rests while the parts are decoded and scored (up to
     -- GC_REST KiB of them): each cycle would mark all this state keeps (a
     -- shared table decoded here before: hundreds of thousands of tables)
-    -- to free a few parts.
-    local gc = collectgarbage("isrunning")
+    -- to free a few parts. The idle worker collects them (pool.c); calls
+    -- that come back to back leave it no idle time, so past GC_REST KiB of
+    -- heap the collector runs during the call as anywhere else.
+    local gc = collectgarbage("isrunning") and collectgarbage("count") < GC_REST
     local rest = collectgarbage("count") + GC_REST
     if gc then collectgarbage("stop") end
     local ok, err = pcall(worker_part, p, function(cur, first)
