@@ -59,13 +59,9 @@
 #define SPIN 100
 /* A producer that finds the ring full waits until the consumers have freed
 ** ROOM slots (a quarter of the ring at most), for up to ROOM_SPIN looks,
-** 4 pauses apart (see wait_room). With 8 slots, {1, 2, 3} through a ring of
-** 1024 ran whole runs at 81-127 ns an item instead of 51-60 (the consumer's
-** pace), the ring full: the producer's burst and its look stayed within a
-** few slots of the consumer's pops and prefetches. With 32: 3 runs of 60
-** at 99-112 ns, against 17 of 60 with 8 (bench_data's case, 2026-12-01). */
-#define ROOM 32
-#define ROOM_SPIN 128
+** 4 pauses apart (see wait_room). */
+#define ROOM 8
+#define ROOM_SPIN 32
 #define SELECT_STACK 16
 #define RING_MAX (1ULL << 30)     /* bytes of slots per channel */
 
