@@ -301,8 +301,9 @@ local function best_chunks(job, n, chunk, score, ...)
     -- to free a few parts. The idle worker collects them (pool.c); calls
     -- that come back to back leave it no idle time, so past GC_REST KiB of
     -- heap the collector runs during the call as anywhere else.
-    local gc = collectgarbage("isrunning") and collectgarbage("count") < GC_REST
-    local rest = collectgarbage("count") + GC_REST
+    local heap = collectgarbage("count")
+    local gc = collectgarbage("isrunning") and heap < GC_REST
+    local rest = heap + GC_REST
     if gc then collectgarbage("stop") end
     local ok, err = pcall(worker_part, p, function(cur, first)
       while true do
@@ -606,12 +607,9 @@ end
 -- pool:best(t, score, ...) with the caller taking part; key, value, score
 -- or nil, as pool:best.
 local function best_one_call(self, t, score, ...)
-  -- The entries in pairs order, first: a loop that only stores them
-  -- compiles (LuaJIT 2.1 beta3 ends early a pairs loop with loops inside
-  -- once it is blacklisted: LuaJIT issue 827), and walking them by number
-  -- then costs nothing (an explicit next() call is not compiled: 130 ns).
-  local ks, vs, n = {}, {}, 0
-  for k, v in pairs(t) do n = n + 1; ks[n], vs[n] = k, v end
+  -- The entries in pairs order, first (see wire.entries: the walk scores
+  -- and checks each entry, so it must not be a pairs loop).
+  local ks, vs, n = require("ffipar.wire").entries(t)
   local size = math.min(PART_MAX, math.max(PART_MIN, math.ceil(n / 128)))
   local cap = math.ceil(n / size) + 16        -- parts ended early: past cap the caller scores the rest
   local share = require "ffipar.share"

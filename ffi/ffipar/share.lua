@@ -337,17 +337,14 @@ local function put(h, b, c)
 end
 
 -- The chunks of x, walked then encoded one by one; false at the first entry
--- that is not plain. The entries are listed first by a loop that only
--- stores them: a pairs loop whose body runs loops (entry_plain walks each
--- value) can end early in LuaJIT 2.1 before April 2022, Debian 12's among
--- them, once the JIT gives up on it (LuaJIT issue 827), and the receiver
--- would get part of x.
+-- that is not plain. The entries are listed first (wire.entries: a pairs
+-- loop around entry_plain's walk could end early, and the receiver would
+-- get part of x).
 local function parts(h, x, size)
   local b = buffer.new()
   local seen, c, j, full = {}, {}, 0, 2 * size
   local entry_plain = wire.entry_plain
-  local ks, vs, n = {}, {}, 0
-  for k, v in next, x do n = n + 1; ks[n], vs[n] = k, v end
+  local ks, vs, n = wire.entries(x)
   for i = 1, n do
     local k, v = ks[i], vs[i]
     if not entry_plain(k, v, seen, x) then b:free(); return false end

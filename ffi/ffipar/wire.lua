@@ -139,6 +139,18 @@ local function count(t)
   return n
 end
 
+--- t's keys and values in pairs order, and their number. A walk that runs
+-- loops for each entry goes over these by number instead of a pairs loop:
+-- LuaJIT 2.1 before April 2022 (Debian 12's among them) can end a pairs
+-- loop whose body runs loops after its first entry, once the JIT gives up
+-- on it (LuaJIT issue 827); a loop that only stores compiles, and an
+-- explicit next() call is not compiled (130 ns an entry).
+function M.entries(t)
+  local ks, vs, n = {}, {}, 0
+  for k, v in next, t do n = n + 1; ks[n], vs[n] = k, v end
+  return ks, vs, n
+end
+
 -- conv_table's copy of a table has fewer entries than the table: LuaJIT 2.1
 -- before April 2022 (Debian 12's among them) can end a pairs loop whose
 -- body runs loops early, once the JIT gives up on it (LuaJIT issue 827).
