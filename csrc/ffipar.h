@@ -559,4 +559,26 @@ const ffipar_msg *ffipar_share_part(const ffipar_share *s, int64_t i);
 const ffipar_msg *ffipar_share_whole(const ffipar_share *s);
 int64_t ffipar_share_arraylen(const ffipar_share *s);
 
+/* A snapshot made at its first use (par.share(t, { lazy = true })): no
+** message yet. The state that shared it then either makes it whole
+** (ffipar_share_make), or opens it as the parts stream of a one-call
+** pool:best, ends it FFIPAR_STREAM_DONE and seals it: the parts the workers
+** scored, the caller's own entries as more parts, and an index. Both are
+** the owner's, before the object is published (the workers of the call,
+** which decode the parts, are done by the seal). */
+int  ffipar_share_lazy(ffipar_share **out);
+/* A lazy snapshot gets its whole message (owned, freed on failure too) of
+** `n` entries; its parts, if a pool:best failed to seal them, are freed.
+** FFIPAR_EINVAL: not lazy, already made or sealed. */
+int  ffipar_share_make(ffipar_share *s, ffipar_msg *msg, int64_t n);
+/* A lazy snapshot not yet made becomes a stream of at most `cap` parts for
+** its `n` entries. FFIPAR_EINVAL: not lazy, or already made or opened. */
+int  ffipar_share_open(ffipar_share *s, int64_t cap, int64_t n);
+/* Seal an opened snapshot ended FFIPAR_STREAM_DONE: the k messages of
+** `more` are appended as parts and `index` describes them all (all owned,
+** freed on failure too). FFIPAR_EINVAL: not such a snapshot; _ENOMEM. */
+int  ffipar_share_seal(ffipar_share *s, ffipar_msg **more, int64_t k, ffipar_msg *index);
+/* The index of a sealed snapshot, NULL before (or for any other). */
+const ffipar_msg *ffipar_share_index(const ffipar_share *s);
+
 #pragma GCC visibility pop

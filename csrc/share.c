@@ -20,6 +20,11 @@ struct ffipar_share {
   _Atomic int64_t nparts;
   _Atomic int32_t verdict;
   _Atomic uint32_t seq;          /* futex word: bumped by each put and end */
+  /* A lazy snapshot (made at first use): msg set by make, or the parts
+  ** opened, ended and sealed with an index (in `whole`); `sealed` is
+  ** released after the parts and the index are written. */
+  int lazy, opened;
+  _Atomic int32_t sealed;
 };
 
 static void share_destroy(ffipar_obj *o)
@@ -117,6 +122,72 @@ const ffipar_msg *ffipar_share_whole(const ffipar_share *s)
 int64_t ffipar_share_arraylen(const ffipar_share *s)
 {
   return s->len;
+}
+
+int ffipar_share_lazy(ffipar_share **out)
+{
+  int rc = ffipar_share_stream(out, 0, 0, 0);
+  if (rc == FFIPAR_OK) (*out)->lazy = 1;
+  return rc;
+}
+
+static void free_parts(ffipar_share *s)
+{
+  int64_t n = atomic_load_explicit(&s->nparts, memory_order_relaxed);   /* the owner's */
+  for (int64_t i = 0; i < n; i++) ffipar_msg_free(s->parts[i]);
+  atomic_store_explicit(&s->nparts, 0, memory_order_relaxed);
+  ffipar_msg_free(s->whole);
+  s->whole = NULL;
+}
+
+int ffipar_share_make(ffipar_share *s, ffipar_msg *msg, int64_t n)
+{
+  if (!msg || n < 0 || !s->lazy || s->msg || atomic_load(&s->sealed)) {
+    ffipar_msg_free(msg);
+    return FFIPAR_EINVAL;
+  }
+  free_parts(s);
+  s->n = n;
+  s->msg = msg;
+  return FFIPAR_OK;
+}
+
+int ffipar_share_open(ffipar_share *s, int64_t cap, int64_t n)
+{
+  if (!s->lazy || s->msg || s->opened || cap < 0 || n < 0) return FFIPAR_EINVAL;
+  ffipar_msg **p = realloc(s->parts, (cap > 0 ? (size_t)cap : 1) * sizeof(*p));
+  if (!p) return FFIPAR_ENOMEM;
+  s->parts = p;
+  s->cap = cap;
+  s->n = n;
+  s->opened = 1;
+  return FFIPAR_OK;
+}
+
+int ffipar_share_seal(ffipar_share *s, ffipar_msg **more, int64_t k, ffipar_msg *index)
+{
+  int ok = s->lazy && s->opened && !s->msg && index && k >= 0
+        && atomic_load(&s->verdict) == FFIPAR_STREAM_DONE && !atomic_load(&s->sealed);
+  int64_t n = atomic_load_explicit(&s->nparts, memory_order_relaxed);  /* ended: no more puts */
+  ffipar_msg **p = ok ? realloc(s->parts, (size_t)(n + k > 0 ? n + k : 1) * sizeof(*p)) : NULL;
+  if (!p) {
+    for (int64_t i = 0; i < k; i++) ffipar_msg_free(more[i]);
+    ffipar_msg_free(index);
+    return ok ? FFIPAR_ENOMEM : FFIPAR_EINVAL;
+  }
+  s->parts = p;
+  for (int64_t i = 0; i < k; i++) p[n + i] = more[i];
+  s->cap = n + k;
+  s->whole = index;
+  atomic_store_explicit(&s->nparts, n + k, memory_order_relaxed);
+  /* Release: a state that sees `sealed` sees the parts and the index. */
+  atomic_store_explicit(&s->sealed, 1, memory_order_release);
+  return FFIPAR_OK;
+}
+
+const ffipar_msg *ffipar_share_index(const ffipar_share *s)
+{
+  return atomic_load_explicit((_Atomic int32_t *)&s->sealed, memory_order_acquire) ? s->whole : NULL;
 }
 
 int ffipar_share_new(ffipar_share **out, ffipar_msg *msg, int64_t n)

@@ -79,7 +79,7 @@ M.functions = {
   { "channel", "cap", "ctype?" },
   { "select", "channels", "timeout?" },
   { "pool", "workers", "opts?" },
-  { "share", "table" },
+  { "share", "table", "opts?" },
 }
 
 -- require("ffipar.uv").NAME(...), the event-loop adapter (on luv here):

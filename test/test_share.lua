@@ -596,3 +596,165 @@ function TestShare:testOneCallInACancelledWorker()
   lu.assertEquals(started, finished)                 -- nothing still scoring
   lu.assertTrue(finished < n)
 end
+
+---- lazy snapshots: par.share(t, { lazy = true }), made at first use ----
+
+local LAZY = { lazy = true }
+
+-- The first pool:best makes the snapshot on the way (the one-call search):
+-- every call gives the serial loop's entry, including ties and NaN scores,
+-- on pools of 1, 2 and 4, and later calls search the snapshot made then.
+function TestShare:testLazyFirstAndLaterCallsAreTheSerialLoopsEntry()
+  local scores = {
+    function(_, v) return v.x end,                                 -- ties everywhere
+    function(_, v) return v.x * 10 + v.hist[1] end,
+    function(_, v) return v.id % 5 == 0 and 0 / 0 or -v.id end,
+    function() return -math.huge end,
+  }
+  for _, size in ipairs({ 1, 2, 4 }) do
+    local p = par.pool(size)
+    for ti, n in ipairs({ 0, 1, 5, 300, 3000, 20000 }) do
+      local t = pseudo_records(n, ti * 5 + size)
+      local sh = par.share(t, LAZY)
+      lu.assertEquals(#sh, n)
+      for round = 1, 2 do
+        for si, f in ipairs(scores) do
+          local sk, sv, ss = serial_best(t, f)
+          local k, v, s = p:best(sh, f)
+          local what = ("pool of %d, %d entries, round %d, score %d"):format(size, n, round, si)
+          if sk == nil then
+            lu.assertNil(k, what)
+          else
+            lu.assertEquals({ what, k, s }, { what, sk, ss })
+            lu.assertIs(v, sv, what)                   -- the caller's own value
+          end
+        end
+      end
+      lu.assertEquals(#sh, n)
+      lu.assertStrContains(tostring(sh), ("ffipar.share(%d entries)"):format(n))
+    end
+    p:close()
+  end
+end
+
+-- The snapshot is t as the first use saw it: changes before it are seen,
+-- changes after it never, not even in part; each worker keeps the parts it
+-- decoded in the first call (a state decodes the snapshot once).
+function TestShare:testLazySnapshotIsTheTableAtItsFirstUse()
+  local t = pseudo_records(20000, 4)
+  local sh = par.share(t, LAZY)
+  lu.assertStrContains(tostring(sh), "lazy, not made yet")
+  lu.assertEquals({ sh:decodes() }, { 0, 0 })
+  t.k7.x, t.k8 = 100, nil                          -- before the first use: seen
+  local k = self.pool:best(sh, function(_, v) return v.x end)
+  lu.assertEquals(k, "k7")
+  local states, chunks = sh:decodes()
+  lu.assertTrue(states >= 1 and states <= 2, states .. " states")   -- the workers that took part
+  lu.assertTrue(chunks > 0)
+  t.k9.x, t.k10 = 200, nil                         -- after it: never seen
+  t.late = { id = 0, x = 1e9, hist = {} }
+  lu.assertEquals(self.pool:best(sh, function(_, v) return v.x end), "k7")
+  lu.assertEquals(self.pool:best(sh, function(k, v) return k == "late" and 1e9 or v.x end), "k7")
+  local ok, x9, has8, has10, late = par.spawn(function(s)
+    local c = s:get()
+    return c.k9.x, c.k8 ~= nil, c.k10 ~= nil, c.late
+  end, sh):join(10)
+  lu.assertEquals({ ok, has8, has10, late }, { true, false, true, nil })
+  lu.assertTrue(x9 ~= 200)
+  lu.assertEquals(sh:get().k7.x, 100)
+  lu.assertNil(sh:get().late)
+  for _ = 1, 8 do self.pool:best(sh, function(_, v) return v.x + v.hist[1] end) end
+  lu.assertEquals((sh:decodes()), 4)               -- the two workers, the spawned state, sh:get() here
+end
+
+-- Any other first use makes the snapshot whole, as par.share(t) would:
+-- crossing, sh:get(), check mode; an entry that crosses only converted
+-- makes the first pool:best make it whole too (identity inside kept).
+function TestShare:testLazyOtherFirstUsesMakeItWhole()
+  local t = pseudo_records(3000, 6)
+  local sh = par.share(t, LAZY)
+  local ok, n = par.spawn(function(s) return #s end, sh):join(10)
+  lu.assertEquals({ ok, n }, { true, 3000 })
+  t.k1.x = 99
+  lu.assertEquals(self.pool:best(sh, function(_, v) return v.x end) ~= "k1", true)
+  local sh2 = par.share(t, LAZY)
+  lu.assertEquals(sh2:get().k1.x, 99)
+  t.k1.x = 0
+  lu.assertEquals(self.pool:best(sh2, function(_, v) return v.x end), "k1")
+  -- a table met twice inside one entry, and a function: made whole, shared sub-table kept
+  local common = { w = 2 }
+  t.k5.a, t.k5.b, t.k6.f = common, common, function() return 1 end
+  local sh3 = par.share(t, LAZY)
+  lu.assertEquals(self.pool:best(sh3, function(_, v) return v.id end), "k3000")
+  t.k5.a = nil
+  local ok3, same, f = par.spawn(function(s)
+    local c = s:get()
+    return c.k5.a == c.k5.b and c.k5.a ~= nil, c.k6.f()
+  end, sh3):join(10)
+  lu.assertEquals({ ok3, same, f }, { true, true, 1 })
+  -- check mode: made whole, the search as usual
+  local sh4 = par.share(pseudo_records(500, 2), LAZY)
+  par.check(true)
+  local ok4, k4 = pcall(self.pool.best, self.pool, sh4, function(_, v) return v.id end)
+  par.check(false)
+  lu.assertEquals({ ok4, k4 }, { true, "k500" })
+end
+
+-- Errors: a value that cannot cross is par.share's error at the first
+-- use's line, on every use; a score that fails leaves the snapshot to be
+-- made whole by the next use; the snapshot cannot cross while the call
+-- that makes it runs.
+function TestShare:testLazyErrors()
+  lu.assertErrorMsgContains("ffipar.share: argument #1 must be a table", par.share, 5, LAZY)
+  lu.assertErrorMsgContains("ffipar.share: argument #2 (options) must be a table or nil", par.share, {}, true)
+  lu.assertErrorMsgContains("ffipar.share: options.lazy must be a boolean or nil, got 1", par.share, {}, { lazy = 1 })
+  local t = pseudo_records(5000, 8)
+  t.k4000.co = coroutine.create(print)
+  local sh = par.share(t, LAZY)
+  for _ = 1, 2 do
+    local line = debug.getinfo(1, "l").currentline + 1
+    local ok, err = pcall(function() local k = self.pool:best(sh, function(_, v) return v.x end) end)
+    lu.assertFalse(ok)
+    lu.assertStrContains(err, ('test_share.lua:%d: '):format(line))
+    lu.assertStrContains(err, '["k4000"]["co"] is a coroutine')
+  end
+  lu.assertErrorMsgContains('["k4000"]["co"] is a coroutine', sh.get, sh)
+  t.k4000.co = nil
+  lu.assertEquals(self.pool:best(sh, function(_, v) return v.id end), "k5000")
+  -- a failing score: the next use makes it whole (t as it is then)
+  local sh2 = par.share(t, LAZY)
+  local ok, err = pcall(self.pool.best, self.pool, sh2, function() error("boom") end)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "boom")
+  t.k2.id = 1e6
+  lu.assertEquals(self.pool:best(sh2, function(_, v) return v.id end), "k2")
+  lu.assertEquals(sh2:get().k2.id, 1e6)
+  -- crossing it from the score of the call that makes it
+  local ch = par.channel(1)
+  local sh3 = par.share(t, LAZY)
+  local ok3, err3 = pcall(self.pool.best, self.pool, sh3, function(_, v)
+    if ch:len() == 0 then ch:push(sh3) end
+    return v.id
+  end)
+  lu.assertFalse(ok3)
+  lu.assertStrContains(err3, "cannot be used while the pool:best that makes it runs")
+  lu.assertEquals(self.pool:best(sh3, function(_, v) return v.id end), "k2")
+end
+
+function TestShare:testLazyLeavesNothingBehind()
+  local live = util.settled_live()
+  do
+    local p = par.pool(2)
+    for _ = 1, 3 do
+      local t = pseudo_records(3000, 3)
+      local sh = par.share(t, LAZY)
+      lu.assertEquals(p:best(sh, function(_, v) return v.id end), "k3000")
+      lu.assertEquals(p:best(sh, function(_, v) return -v.id end), "k1")
+      local sh2 = par.share(t, LAZY)
+      lu.assertFalse(pcall(p.best, p, sh2, function() error("x") end))
+      par.share(t, LAZY)                           -- never used
+    end
+    p:close()
+  end
+  lu.assertEquals(util.live_settles(live), live)
+end

@@ -11,6 +11,7 @@ local lib = require "ffipar.lib"
 local codec = require "ffipar.codec"
 local shm = require "ffipar.shm"
 local check = require "ffipar.check"
+local tnew = require "table.new"
 require "ffipar.thread"               -- tasks are thread objects: join, status, cancel
 local C = lib.C
 lib.declare("thread")
@@ -284,14 +285,14 @@ local function best_chunks(job, n, chunk, score, ...)
     score = function(k, v) return f(k, v, unpack(args, 1, args.n)) end
   end
   local best, at = -math.huge, nil
-  if once == "parts" then
+  if once == "parts" or once == "build" then
     -- The parts of a one-call pool:best: claimed in order, each waited for
     -- (nil once the caller ended them), decoded, scored and counted done
     -- (job[3]: the caller publishes more while few are in flight). Parts
     -- come in increasing order, so the first best stays on ties.
     local C = require("ffipar.lib").C
     require("ffipar.lib").declare("atomic")
-    local part = share.part
+    local part, build = share.part, once == "build"
     local p, bi = job:ptr(), nil
     h = share.parts_at(h)        -- its address: the caller holds it until we are done
     if C.ffipar_atomics_add_i64(p + 4, 1) >= flags then return best, nil, nil end   -- a seat each
@@ -311,6 +312,8 @@ local function best_chunks(job, n, chunk, score, ...)
         if i < 0 then return end
         local keys, vals, g0 = part(h, i)
         if keys == nil or C.ffipar_atomics_load_i64(p + 1) ~= 0 then return end
+        -- making a lazy snapshot: this state keeps the part as the snapshot's
+        if build then share.keep_part(h, n, i, keys, vals, g0) end
         local m, s, j = #keys, nil, nil
         if not cur then
           s, j = best_range(1, m, -math.huge, nil, score, keys, vals, a1, a2, a3, a4)
@@ -539,6 +542,13 @@ local function caller_walk(st, t, ks, vs, n, h, p, cap, size, ahead, chunk, scor
   local best, bk, bv, bg = -math.huge, nil, nil, nil
   local g, look = 0, 0
   local keys, vals, m, g0 = nil, nil, 0, 0     -- the part being filled
+  -- Making a lazy snapshot (st.own): the entries the caller scores are
+  -- encoded too, as parts of their own, in runs of up to `size`.
+  local own, okeys, ovals, om, og0 = st.own, nil, nil, 0, 0
+  local function own_end()
+    own[#own + 1] = { share.encode_part(b, okeys, ovals, og0), og0, om }
+    okeys, om = nil, 0
+  end
   local function publish()
     nparts = nparts + 1
     parts[nparts] = { keys, vals, g0 }
@@ -561,11 +571,12 @@ local function caller_walk(st, t, ks, vs, n, h, p, cap, size, ahead, chunk, scor
   if filling == nil then return end
   for i = 1, n do
     local k, v = ks[i], vs[i]
-    local plain, err = check_entry(k, v, t, "argument", 1, not filling)
+    local plain, err = check_entry(k, v, t, "argument", 1, not (filling or own))
     g = i
     st.g = g
     if plain == nil then st.err = err; break end
     if filling and plain then
+      if om > 0 then own_end() end
       if m == 0 then keys, vals, g0 = {}, {}, g end
       m = m + 1
       keys[m], vals[m] = k, v
@@ -576,6 +587,13 @@ local function caller_walk(st, t, ks, vs, n, h, p, cap, size, ahead, chunk, scor
       end
     else
       if m > 0 then publish() end
+      if own and not plain then own, okeys, om = nil, nil, 0 end   -- not in parts: made whole after the call
+      if own then
+        if om == 0 then okeys, ovals, og0 = {}, {}, g end
+        om = om + 1
+        okeys[om], ovals[om] = k, v
+        if om == size then own_end() end
+      end
       filling = false
       if cur then cur[0] = first + math.floor((g - 1) / chunk) end
       local s = score(k, v, a1, a2, a3, a4)
@@ -590,6 +608,8 @@ local function caller_walk(st, t, ks, vs, n, h, p, cap, size, ahead, chunk, scor
     end
   end
   if m > 0 then publish() end
+  if own and om > 0 then own_end() end
+  st.own_whole = own ~= nil and g == n
   st.s, st.bk, st.bv, st.bg = best, bk, bv, bg
   b:free()
 end
@@ -604,21 +624,56 @@ local function check_rest(st, t, ks, vs, n)
   end
 end
 
+-- Seal lazy snapshot h, made by the one call that just walked t (ks, vs:
+-- its n entries in pairs order): the parts the workers scored are there
+-- (each worker keeps those it decoded); the entries the caller scored
+-- itself are encoded now, as more parts of up to `size` entries. Encoded
+-- after their scores: a score must not change its arguments (check mode
+-- reports one that does).
+local function make_in_parts(h, ks, vs, n, parts, own)
+  local share = require "ffipar.share"
+  local g0s, ms, more = {}, {}, {}
+  for i, part in ipairs(parts) do g0s[i], ms[i] = part[3], #part[1] end
+  for i, o in ipairs(own) do
+    more[i] = o[1]
+    g0s[#g0s + 1], ms[#ms + 1] = o[2], o[3]
+  end
+  share.seal(h, more, { n = n, g0s = g0s, ms = ms })
+  share.made(h, ks, vs, #g0s)
+end
+
+-- An error that run_parallel raised at its caller's line, under a pcall
+-- in best_one_call: raised again at best_one_call's caller's line (pool:best
+-- tail-calls it).
+local SELF_SRC = debug.getinfo(1, "S").short_src:gsub("%p", "%%%0")
+local function reraise(err)
+  local body = type(err) == "string" and err:match("^" .. SELF_SRC .. ":%d+: (.*)$")
+  if body then error(body, 3) end
+  error(err, 0)
+end
+
 -- pool:best(t, score, ...) with the caller taking part; key, value, score
 -- or nil, as pool:best.
-local function best_one_call(self, t, score, ...)
+-- lazy (or nil): a lazy par.share snapshot of t, made by this call (see
+-- make_in_parts).
+local function best_one_call(self, t, lazy, score, ...)
   -- The entries in pairs order, first (see wire.entries: the walk scores
   -- and checks each entry, so it must not be a pairs loop).
   local ks, vs, n = require("ffipar.wire").entries(t)
   local size = math.min(PART_MAX, math.max(PART_MIN, math.ceil(n / 128)))
   local cap = math.ceil(n / size) + 16        -- parts ended early: past cap the caller scores the rest
   local share = require "ffipar.share"
-  local h, addr = share.parts_stream(cap)
+  local h, addr
+  if lazy then
+    h, addr = lazy, share.addr_of(lazy)     -- opened by `mine`: see share.open_parts
+  else
+    h, addr = share.parts_stream(cap)
+  end
   -- The caller keeps a core: seats for the other cores' workers, each with
   -- a part to score and one waiting.
   local seats = math.max(1, math.min(self.n, M.best_cores or C.ffipar_cpus() - 1))
   local ahead = seats + 1
-  local st = { parts = {}, s = -math.huge, g = 0 }
+  local st = { parts = {}, s = -math.huge, g = 0, own = lazy and {} or nil }
   local nx = select("#", ...)
   local f, a1, a2, a3, a4 = score, ...
   if nx > 4 then
@@ -641,9 +696,34 @@ local function best_one_call(self, t, score, ...)
     if not ok then error(e, 0) end
   end
   local args = { ... }
-  args[nx + 1], args[nx + 2], args[nx + 3], args[nx + 4] = addr, "parts", seats, nx
-  local results = run_parallel(self, "pool:best", n, score, best_chunks, mine, unpack(args, 1, nx + 4))
-  share.drop(h)                                      -- on an error, the GC does it
+  args[nx + 1], args[nx + 2], args[nx + 3], args[nx + 4] = addr, lazy and "build" or "parts", seats, nx
+  local results
+  if not lazy then
+    results = run_parallel(self, "pool:best", n, score, best_chunks, mine, unpack(args, 1, nx + 4))
+  else
+    -- Opened before the tasks go (a score that has the snapshot as an
+    -- upvalue is then refused), ended whatever happens (refused if `mine`
+    -- ended it). Made in parts, or whole (an entry that crosses only
+    -- converted); after an error or a cancel, the next use makes it whole.
+    share.open_parts(lazy, cap, n)
+    local ok, r = pcall(run_parallel, self, "pool:best", n, score, best_chunks, mine, unpack(args, 1, nx + 4))
+    share.end_parts(lazy, false)
+    if not ok then
+      for _, o in ipairs(st.own) do C.ffipar_msg_free(o[1]) end
+      reraise(r)
+    end
+    results = r
+  end
+  if lazy then
+    if results and st.own_whole then
+      make_in_parts(lazy, ks, vs, n, st.parts, st.own)
+    else
+      for _, o in ipairs(st.own) do C.ffipar_msg_free(o[1]) end
+      if results then share.make(lazy, 3) end      -- 3: pool:best's caller (a tail call)
+    end
+  else
+    share.drop(h)                                    -- on an error, the GC does it
+  end
   if not results then return nil, "cancelled" end
   local best, bg, bk, bv = st.s, st.bg, st.bk, st.bv
   for _, r in ipairs(results) do
@@ -671,7 +751,15 @@ function pool:best(source, score, ...)
   end
   local share = require "ffipar.share"
   if type(source) == "table" and not check.on() then
-    return best_one_call(self, source, score, ...)
+    return best_one_call(self, source, nil, score, ...)
+  end
+  local pending, opened
+  if share.is_share(source) then pending, opened = share.pending(source) end
+  if pending then
+    -- A lazy snapshot's first use: this call makes it (in parts; whole in
+    -- check mode, or after a call that began to and failed).
+    if not (opened or check.on()) then return best_one_call(self, pending, source, score, ...) end
+    share.make(source, 3)
   end
   local h, once = source, not share.is_share(source)
   if once then h = share.snapshot(source, "pool:best", 3) end

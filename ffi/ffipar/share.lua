@@ -21,6 +21,15 @@
 -- pairs order, and the index { n = entries, size = size, offs = { chunk
 -- offsets from the start, then the end } }. Any other table is one wire
 -- message of { t, keys }, decoded whole by each state that uses it.
+--
+-- par.share(t, { lazy = true }) makes the snapshot at its first use instead.
+-- When that is a pool:best, the one-call search makes it on the way: the
+-- object is the call's parts stream, each worker keeps the parts it
+-- decoded, and the caller then adds the entries it scored itself as more
+-- parts and seals the object with an index { n = entries, g0s = { the
+-- position of each part's first entry }, ms = { its entry count } } (a
+-- snapshot "in parts"; each part is { keys, vals, g0 }). Any other first
+-- use makes it whole, as par.share(t) would have.
 local ffi = require "ffi"
 local lib = require "ffipar.lib"
 local codec = require "ffipar.codec"
@@ -54,7 +63,11 @@ end
 -- the order they were decoded). In the state that shared it, the entry
 -- holds the caller's own keys and values and no reference: the handle
 -- par.share returned removes it when collected (the address cannot be
--- reused before).
+-- reused before); a lazy snapshot not made yet has { pending = t } there
+-- (and tried = true once a pool:best failed to make it in parts). A
+-- snapshot in parts has g0s and ms (its index) instead of size and offs;
+-- building = true marks the view a worker keeps while the pool:best that
+-- makes the snapshot runs.
 local cache = {}
 
 local function addr_of(h)
@@ -68,9 +81,23 @@ local function sweep()
   end
 end
 
+-- The value of a message of plain data (string.buffer bytes, no handles).
+local function plain_decode(m)
+  dbuf:set(C.ffipar_msg_data(m, lib.lenp), lib.lenp[0])
+  local x = dbuf:decode()
+  dbuf:reset()
+  return x
+end
+
 -- A new view of snapshot h: a chunked one decodes its index only; any
 -- other is decoded whole.
 local function new_view(h)
+  local idx = C.ffipar_share_index(h)
+  if idx ~= nil then
+    local x = plain_decode(idx)
+    return { h = h, p = true, n = x.n, g0s = x.g0s, ms = x.ms, nchunks = #x.g0s,
+      keys = tnew(x.n, 0), vals = tnew(x.n, 0), have = {}, order = {} }
+  end
   local msg = C.ffipar_share_msg(h)
   local p = ffi.cast(bytes_p, C.ffipar_msg_data(msg, lib.lenp))
   local len = tonumber(lib.lenp[0])
@@ -89,13 +116,7 @@ end
 
 -- This state's entry for h, made on first use; `once`: not kept (a
 -- snapshot made for one call).
-local function entry(h, once)
-  local a = addr_of(h)
-  local e = cache[a]
-  if e then return e end
-  sweep()
-  e = new_view(h)
-  C.ffipar_share_decoded(h)
+local function keep(a, h, e, once)
   if not once then
     -- The cache's reference, held as a void *: LuaJIT skips the finalizer
     -- of a metatyped pointer still alive when a worker's state closes.
@@ -106,11 +127,72 @@ local function entry(h, once)
   end
   return e
 end
+
+-- A worker's view kept while a pool:best made the snapshot in parts: once
+-- sealed, it takes the index; if the snapshot was made whole instead, it
+-- goes.
+local function settle(a, h, e)
+  local idx = C.ffipar_share_index(h)
+  if idx ~= nil then
+    local x = plain_decode(idx)
+    e.n, e.g0s, e.ms, e.nchunks, e.building = x.n, x.g0s, x.ms, #x.g0s, nil
+    return e
+  end
+  if C.ffipar_share_msg(h) ~= nil then
+    cache[a] = nil
+    return nil
+  end
+  return e
+end
+
+local function entry(h, once)
+  local a = addr_of(h)
+  local e = cache[a]
+  if e and e.building then e = settle(a, h, e) end
+  if e then
+    if e.pending then error("ffipar: internal: a lazy snapshot used before it was made", 2) end
+    return e
+  end
+  sweep()
+  e = new_view(h)
+  C.ffipar_share_decoded(h)
+  return keep(a, h, e, once)
+end
 M.view = entry
+
+--- In a worker of the pool:best that makes lazy snapshot h in parts: part i
+-- (keys, vals, g0), just decoded here, is kept as the snapshot's.
+function M.keep_part(h, n, i, keys, vals, g0)
+  local a = addr_of(h)
+  local e = cache[a]
+  if not e then
+    sweep()
+    e = keep(a, h, { h = h, p = true, building = true, n = n, keys = tnew(n, 0), vals = tnew(n, 0),
+      have = {}, order = {} }, false)
+    C.ffipar_share_decoded(h)
+  end
+  local ek, ev, m = e.keys, e.vals, #keys
+  for q = 1, m do ek[g0 + q - 1], ev[g0 + q - 1] = keys[q], vals[q] end
+  e.have[i] = true
+  e.order[#e.order + 1] = i
+  C.ffipar_share_chunks_decoded(h, 1)
+end
 
 --- Chunk j (from 0) of a chunked view, decoded here if it was not yet;
 -- returns the positions of its first and last entries.
 function M.chunk(e, j)
+  if e.g0s then
+    local g0 = e.g0s[j + 1]
+    if not e.have[j] then
+      local c = plain_decode(C.ffipar_share_part(e.h, j))
+      local keys, vals, ck, cv = e.keys, e.vals, c[1], c[2]
+      for q = 1, #ck do keys[g0 + q - 1], vals[g0 + q - 1] = ck[q], cv[q] end
+      e.have[j] = true
+      e.order[#e.order + 1] = j
+      C.ffipar_share_chunks_decoded(e.h, 1)
+    end
+    return g0, g0 + e.ms[j + 1] - 1
+  end
   local size = e.size
   local lo = j * size
   local hi = math.min(lo + size, e.n)
@@ -157,7 +239,22 @@ end
 --- The key and value at position i (from 1), decoding only its chunk.
 function M.at(h, i)
   local e = entry(h)
-  if e.p then
+  if e.g0s then
+    -- the part that holds position i: parts cover 1..n without overlap
+    if not e.sorted then
+      local o = {}
+      for j = 1, e.nchunks do o[j] = j - 1 end
+      local g0s = e.g0s
+      table.sort(o, function(x, y) return g0s[x + 1] < g0s[y + 1] end)
+      e.sorted = o
+    end
+    local o, g0s, lo, hi = e.sorted, e.g0s, 1, e.nchunks
+    while lo < hi do
+      local mid = math.floor((lo + hi + 1) / 2)
+      if g0s[o[mid] + 1] <= i then lo = mid else hi = mid - 1 end
+    end
+    chunk(e, o[lo])
+  elseif e.p then
     chunk(e, math.floor((i - 1) / e.size))
   elseif not e.vals then
     entries_of(e)
@@ -171,6 +268,7 @@ local share = {}
 -- same table every time): read it, do not change it.
 function share:get()
   if not istype(share_p, self) or self == nil then bad_self("sh:get", self) end
+  M.make(self, 3)
   local e = entry(self)
   if e.t == nil then
     if e.p then
@@ -200,10 +298,17 @@ ffi.metatype("struct ffipar_share", {
   __index = share,
   __len = function(h)
     if h == nil then bad_self("#sh", h) end
+    local t = M.pending(h)
+    if t then
+      local n = 0
+      for _ in pairs(t) do n = n + 1 end
+      return n
+    end
     return tonumber(C.ffipar_share_len(h))
   end,
   __tostring = function(h)
     if h == nil then return "ffipar.share: NULL" end
+    if M.pending(h) then return "ffipar.share(lazy, not made yet): " .. lib.addr(h) end
     return ("ffipar.share(%d entries): %s"):format(tonumber(C.ffipar_share_len(h)), lib.addr(h))
   end,
 })
@@ -242,11 +347,16 @@ end
 
 -- A snapshot of t; errors are raised as fname's, `level` above (3: the
 -- caller of the public function that called this).
-function M.snapshot(t, fname, level)
+local function check_table(t, fname, level)
   if type(t) ~= "table" then
     lib.argerror(fname, "argument #1 must be a table" .. (fname == "ffipar.share" and "" or
-      " or a par.share snapshot") .. ", got " .. lib.show(t), level)
+      " or a par.share snapshot") .. ", got " .. lib.show(t), level + 1)
   end
+end
+
+-- The message of a snapshot of t: msg, keys, vals, n, and the number of
+-- chunks (nil: one whole message).
+local function encode(t, fname, level)
   local keys, vals, n = {}, {}, 0
   for k, v in pairs(t) do
     local tk = type(k)
@@ -263,16 +373,60 @@ function M.snapshot(t, fname, level)
   else
     msg = codec.encode(fname, "argument", 1, level, t, keys)
   end
-  local rc = C.ffipar_share_new(out, msg, n)
-  if rc ~= 0 then error(fname .. ": " .. select(2, lib.fail(rc)), level) end
-  local a = addr_of(out[0])
-  sweep()
-  cache[a] = { keys = keys, vals = vals, nchunks = nchunks }
+  return msg, keys, vals, n, nchunks
+end
+
+local function owned(a)
   return ffi.gc(out[0], function(p)
     cache[a] = nil
     C.ffipar_obj_release(p)
   end)
 end
+
+function M.snapshot(t, fname, level)
+  check_table(t, fname, level)
+  local msg, keys, vals, n, nchunks = encode(t, fname, level + 1)
+  local rc = C.ffipar_share_new(out, msg, n)
+  if rc ~= 0 then error(fname .. ": " .. select(2, lib.fail(rc)), level) end
+  local a = addr_of(out[0])
+  sweep()
+  cache[a] = { keys = keys, vals = vals, nchunks = nchunks }
+  return owned(a)
+end
+
+--- The table of lazy snapshot h if it is not made yet (in the state that
+-- shared it), else nil; then `opened`: a pool:best opened it to make it in
+-- parts, and `live`: that call is walking t now (its parts stream not
+-- ended: the workers still wait for parts).
+function M.pending(h)
+  local e = cache[addr_of(h)]
+  if e and e.pending then
+    return e.pending, e.opened, e.opened and C.ffipar_share_verdict(h) == 0
+  end
+end
+
+--- Make lazy snapshot h whole now, if it is not made yet; errors in the
+-- table are par.share's, raised at `level` (1: make's own line).
+function M.make(h, level)
+  local a = addr_of(h)
+  local e = cache[a]
+  if not (e and e.pending) then return end
+  if select(3, M.pending(h)) then
+    error("ffipar.share: a lazy snapshot cannot be used while the pool:best that makes it runs", level)
+  end
+  local msg, keys, vals, n, nchunks = encode(e.pending, "ffipar.share", level + 1)
+  local rc = C.ffipar_share_make(h, msg, n)
+  if rc ~= 0 then error("ffipar.share: " .. select(2, lib.fail(rc)), level) end
+  cache[a] = { keys = keys, vals = vals, nchunks = nchunks }
+end
+
+--- Lazy snapshot h, just made in parts by pool:best: this state's entry
+-- holds its own keys and values, as for any snapshot it shared.
+function M.made(h, keys, vals, nchunks)
+  cache[addr_of(h)] = { keys = keys, vals = vals, nchunks = nchunks }
+end
+
+M.addr_of = addr_of
 
 -- Let go of a snapshot made for one call, now (not at the next GC).
 function M.drop(h)
@@ -282,9 +436,25 @@ end
 
 --- A snapshot of table t, shared by reference. Keys must be strings,
 -- numbers or booleans; values anything that crosses into a worker.
-function M.share(t)
-  local h = M.snapshot(t, "ffipar.share", 3)    -- not a tail call: level 3 is our caller
-  return h
+function M.share(t, opts)
+  if type(opts) ~= "nil" and type(opts) ~= "table" then     -- not opts ~= nil: a NULL cdata is nil
+    lib.argerror("ffipar.share", "argument #2 (options) must be a table or nil, got " .. lib.show(opts))
+  end
+  local lazy = opts and opts.lazy
+  if type(lazy) ~= "nil" and type(lazy) ~= "boolean" then
+    lib.argerror("ffipar.share", "options.lazy must be a boolean or nil, got " .. lib.show(lazy))
+  end
+  if not lazy then
+    local h = M.snapshot(t, "ffipar.share", 3)  -- not a tail call: level 3 is our caller
+    return h
+  end
+  check_table(t, "ffipar.share", 2)
+  local rc = C.ffipar_share_lazy(out)
+  if rc ~= 0 then error("ffipar.share: " .. select(2, lib.fail(rc)), 2) end
+  local a = addr_of(out[0])
+  sweep()
+  cache[a] = { pending = t }
+  return owned(a)
 end
 
 --- True when v is a par.share snapshot.
@@ -431,6 +601,44 @@ end
 -- the others itself. The handle the workers get is the stream itself (not
 -- a value to receive whole), registered by value.
 
+--- Lazy snapshot h opened as the parts stream of the pool:best that makes
+-- it (at most cap parts, n entries).
+-- It is opened by the caller's own part of the call, which also ends the
+-- stream: a stream opened and not ended is then a call in progress (a
+-- score that crosses h meanwhile is refused), and once it ended the
+-- workers read no parts after the call returns or raises.
+function M.open_parts(h, cap, n)
+  local rc = C.ffipar_share_open(h, cap, n)
+  if rc ~= 0 then error("pool:best: " .. select(2, lib.fail(rc)), 0) end
+  cache[addr_of(h)].opened = true
+end
+
+--- The message of part { keys, vals, g0 } (b: a buffer to reuse).
+function M.encode_part(b, keys, vals, g0)
+  b:reset()
+  b:encode({ keys, vals, g0 })
+  local p, len = b:ref()
+  local m = C.ffipar_msg_new(p, len, nil, 0)
+  if m == nil then error("pool:best: out of memory", 0) end
+  return m
+end
+
+--- Seal lazy snapshot h, its parts stream ended: `more` (messages) are
+-- appended as parts, `index` describes them all (see the top).
+function M.seal(h, more, index)
+  local k = #more
+  local arr = ffi.new("ffipar_msg *[?]", math.max(k, 1))
+  for i = 1, k do arr[i - 1] = more[i] end
+  local b = buffer.new()
+  b:encode(index)
+  local p, len = b:ref()
+  local m = C.ffipar_msg_new(p, len, nil, 0)
+  b:free()
+  if m == nil then error("pool:best: out of memory", 0) end
+  local rc = C.ffipar_share_seal(h, arr, k, m)
+  if rc ~= 0 then error("pool:best: " .. select(2, lib.fail(rc)), 0) end
+end
+
 --- A stream of at most cap parts for the workers. The workers get its
 -- address (pool:best keeps h alive until they are done): no reference of
 -- their own to let go of.
@@ -477,7 +685,13 @@ end
 M._methods = { share = share }
 
 function M.to_wire(h)
-  if C.ffipar_share_msg(h) == nil then return h, STREAM end
+  if M.pending(h) then
+    local ok, err = pcall(M.make, h, 1)
+    if not ok then
+      error("a lazy par.share snapshot could not be made: " .. tostring(err):gsub("^[^:]*:%d+: ", ""), 0)
+    end
+  end
+  if C.ffipar_share_msg(h) == nil and C.ffipar_share_index(h) == nil then return h, STREAM end
   return h
 end
 function M.from_wire(obj, params)
