@@ -681,6 +681,13 @@ function TestShare:testLazyOtherFirstUsesMakeItWhole()
   lu.assertEquals(sh2:get().k1.x, 99)
   t.k1.x = 0
   lu.assertEquals(self.pool:best(sh2, function(_, v) return v.x end), "k1")
+  -- crossing inside a table, a table with a function and a handle: made whole there
+  local arr = par.array("double", 1)
+  arr[0] = 4.5
+  local sh1 = par.share({ f = function() return 7 end, arr = arr, n = 1 }, LAZY)
+  local ok1, f1, a1, n1 = par.spawn(function(x) local c = x.sh:get(); return c.f(), c.arr[0], #x.sh end,
+    { sh = sh1 }):join(10)
+  lu.assertEquals({ ok1, f1, a1, n1 }, { true, 7, 4.5, 3 })
   -- a table met twice inside one entry, and a function: made whole, shared sub-table kept
   local common = { w = 2 }
   t.k5.a, t.k5.b, t.k6.f = common, common, function() return 1 end
@@ -719,6 +726,11 @@ function TestShare:testLazyErrors()
     lu.assertStrContains(err, '["k4000"]["co"] is a coroutine')
   end
   lu.assertErrorMsgContains('["k4000"]["co"] is a coroutine', sh.get, sh)
+  local line = debug.getinfo(1, "l").currentline + 1
+  local okc, errc = pcall(function() local th = par.spawn(function() end, { sh = sh }) end)
+  lu.assertFalse(okc)
+  lu.assertStrContains(errc, ('test_share.lua:%d: ffipar.spawn: a lazy par.share snapshot could not be made: '
+    .. 'ffipar.share: argument #1["k4000"]["co"] is a coroutine'):format(line))
   t.k4000.co = nil
   lu.assertEquals(self.pool:best(sh, function(_, v) return v.id end), "k5000")
   -- a failing score: the next use makes it whole (t as it is then)

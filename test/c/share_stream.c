@@ -3,7 +3,8 @@
 ** raced from plain pthreads: one sender puts numbered parts and ends with
 ** each verdict, one receiver waits for every part and checks that it sees
 ** each part whole and in order, and that a verdict comes with everything
-** published before it (the whole value for WHOLE). Exit status 0 = pass.
+** published before it (the whole value for WHOLE); then the steps of a
+** lazy snapshot (par.share(t, { lazy = true })). Exit status 0 = pass.
 ** Run by `make test`, and under the sanitizers.
 */
 #include <pthread.h>
@@ -89,6 +90,46 @@ int main(int argc, char **argv)
   CHECK(ffipar_share_put(s, numbered(0)) == FFIPAR_OK, "put");
   CHECK(ffipar_share_put(s, numbered(1)) == FFIPAR_EINVAL, "put beyond cap");
   CHECK(ffipar_share_wait(s, 1, 0) == FFIPAR_ETIMEOUT, "poll for a part not there");
+  ffipar_obj_release(s);
+
+  /* A lazy snapshot: opened, its parts put and ended, then sealed with more
+  ** parts and an index; or made whole, before or after a failed opening.
+  ** Refused steps free the messages they were given (leak checks). */
+  CHECK(ffipar_share_lazy(&s) == FFIPAR_OK, "lazy");
+  CHECK(ffipar_share_put(s, numbered(0)) == FFIPAR_EINVAL, "put before open");
+  CHECK(ffipar_share_seal(s, NULL, 0, numbered(9)) == FFIPAR_EINVAL, "seal before open");
+  CHECK(ffipar_share_open(s, 2, 30) == FFIPAR_OK, "open");
+  CHECK(ffipar_share_open(s, 2, 30) == FFIPAR_EINVAL, "second open");
+  CHECK(ffipar_share_put(s, numbered(0)) == FFIPAR_OK && ffipar_share_put(s, numbered(1)) == FFIPAR_OK, "puts");
+  CHECK(ffipar_share_seal(s, NULL, 0, numbered(9)) == FFIPAR_EINVAL, "seal before end");
+  CHECK(ffipar_share_index(s) == NULL, "no index before the seal");
+  CHECK(ffipar_share_end(s, FFIPAR_STREAM_DONE, NULL) == FFIPAR_OK, "end");
+  ffipar_msg *more[3] = { numbered(2), numbered(3), numbered(4) };
+  CHECK(ffipar_share_seal(s, more, 3, numbered(9)) == FFIPAR_OK, "seal");
+  CHECK(ffipar_share_nparts(s) == 5 && ffipar_share_len(s) == 30, "5 parts of 30 entries");
+  size_t len;
+  for (int64_t i = 0; i < 5; i++) {
+    const char *d = ffipar_msg_data(ffipar_share_part(s, i), &len);
+    char want[64];
+    snprintf(want, sizeof want, "part %lld of the stream", (long long)i);
+    CHECK(len == strlen(want) && memcmp(d, want, len) == 0, "part %lld", (long long)i);
+  }
+  CHECK(ffipar_share_index(s) != NULL && ffipar_share_msg(s) == NULL, "sealed: an index, no message");
+  CHECK(ffipar_share_make(s, numbered(8), 30) == FFIPAR_EINVAL, "make after the seal");
+  ffipar_msg *again[1] = { numbered(5) };
+  CHECK(ffipar_share_seal(s, again, 1, numbered(9)) == FFIPAR_EINVAL, "second seal");
+  ffipar_obj_release(s);
+  CHECK(ffipar_share_lazy(&s) == FFIPAR_OK, "lazy");
+  CHECK(ffipar_share_open(s, 4, 10) == FFIPAR_OK && ffipar_share_put(s, numbered(0)) == FFIPAR_OK, "open, put");
+  CHECK(ffipar_share_end(s, FFIPAR_STREAM_ABANDONED, NULL) == FFIPAR_OK, "abandoned");
+  CHECK(ffipar_share_make(s, numbered(7), 12) == FFIPAR_OK, "made whole after a failed opening");
+  CHECK(ffipar_share_nparts(s) == 0 && ffipar_share_msg(s) != NULL && ffipar_share_len(s) == 12, "whole");
+  CHECK(ffipar_share_make(s, numbered(7), 12) == FFIPAR_EINVAL, "second make");
+  CHECK(ffipar_share_open(s, 4, 10) == FFIPAR_EINVAL, "open after make");
+  ffipar_obj_release(s);
+  CHECK(ffipar_share_stream(&s, 1, 1, 0) == FFIPAR_OK, "a stream");
+  CHECK(ffipar_share_make(s, numbered(7), 1) == FFIPAR_EINVAL && ffipar_share_open(s, 1, 1) == FFIPAR_EINVAL,
+        "a stream is not lazy");
   ffipar_obj_release(s);
   CHECK(ffipar_obj_live() == 0, "%lld objects left", (long long)ffipar_obj_live());
   if (failures) { fprintf(stderr, "share_stream: %d failures\n", failures); return 1; }
