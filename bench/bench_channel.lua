@@ -81,6 +81,13 @@ end
 
 return {
   {
+    -- The machine's own cross-core cost (see bench/c/pingpong.c): read the
+    -- channel and loop rows beside it.
+    name = "host: cache-line round trip, CPU 0 <-> 1 (C only)",
+    unit = "ns",
+    c = "bench/c/pingpong 200000",
+  },
+  {
     name = "channel: 1e6 numbers, 2 threads",
     unit = "ns/item",
     target = "<= 2x C mutex queue",
