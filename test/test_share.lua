@@ -335,6 +335,18 @@ local function pairs_order(t)
   return order
 end
 
+-- pool:best's answer (k, v, s) is the serial loop's over t with score f,
+-- v the caller's own value.
+local function assert_serial_answer(what, t, f, k, v, s)
+  local sk, sv, ss = serial_best(t, f)
+  if sk == nil then
+    lu.assertNil(k, what)
+  else
+    lu.assertEquals({ what, k, s }, { what, sk, ss })
+    lu.assertIs(v, sv, what)
+  end
+end
+
 -- Inside the caller only: a global the workers do not have.
 local function in_caller() return rawget(_G, "TEST_SHARE_CALLER") == true end
 
@@ -353,15 +365,7 @@ function TestShare:testOneCallIsTheSerialLoopsEntryOnPoolsOf1To4()
     for ti, n in ipairs({ 0, 1, 5, 300, 3000, 20000 }) do
       local t = pseudo_records(n, ti * 7 + size)
       for si, f in ipairs(scores) do
-        local sk, sv, ss = serial_best(t, f)
-        local k, v, s = p:best(t, f)
-        local what = ("pool of %d, %d entries, score %d"):format(size, n, si)
-        if sk == nil then
-          lu.assertNil(k, what)
-        else
-          lu.assertEquals({ what, k, s }, { what, sk, ss })
-          lu.assertIs(v, sv, what)                   -- the caller's own value
-        end
+        assert_serial_answer(("pool of %d, %d entries, score %d"):format(size, n, si), t, f, p:best(t, f))
       end
     end
     p:close()
@@ -619,15 +623,8 @@ function TestShare:testLazyFirstAndLaterCallsAreTheSerialLoopsEntry()
       lu.assertEquals(#sh, n)
       for round = 1, 2 do
         for si, f in ipairs(scores) do
-          local sk, sv, ss = serial_best(t, f)
-          local k, v, s = p:best(sh, f)
-          local what = ("pool of %d, %d entries, round %d, score %d"):format(size, n, round, si)
-          if sk == nil then
-            lu.assertNil(k, what)
-          else
-            lu.assertEquals({ what, k, s }, { what, sk, ss })
-            lu.assertIs(v, sv, what)                   -- the caller's own value
-          end
+          assert_serial_answer(("pool of %d, %d entries, round %d, score %d"):format(size, n, round, si), t, f,
+            p:best(sh, f))
         end
       end
       lu.assertEquals(#sh, n)

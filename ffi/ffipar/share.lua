@@ -497,13 +497,19 @@ function M.stream_for(x)
   end), size
 end
 
-local function put(h, b, c)
+-- A new message of plain value v's encoding (b: a buffer to reuse).
+local function message_of(b, v)
   b:reset()
-  b:encode(c)
+  b:encode(v)
   local p, len = b:ref()
   local m = C.ffipar_msg_new(p, len, nil, 0)
+  b:reset()
   if m == nil then error("out of memory", 0) end
-  if C.ffipar_share_put(h, m) ~= 0 then error("ffipar: stream overflow", 0) end
+  return m
+end
+
+local function put(h, b, c)
+  if C.ffipar_share_put(h, message_of(b, c)) ~= 0 then error("ffipar: stream overflow", 0) end
 end
 
 -- The chunks of x, walked then encoded one by one; false at the first entry
@@ -615,12 +621,7 @@ end
 
 --- The message of part { keys, vals, g0 } (b: a buffer to reuse).
 function M.encode_part(b, keys, vals, g0)
-  b:reset()
-  b:encode({ keys, vals, g0 })
-  local p, len = b:ref()
-  local m = C.ffipar_msg_new(p, len, nil, 0)
-  if m == nil then error("pool:best: out of memory", 0) end
-  return m
+  return message_of(b, { keys, vals, g0 })
 end
 
 --- Seal lazy snapshot h, its parts stream ended: `more` (messages) are
@@ -630,11 +631,8 @@ function M.seal(h, more, index)
   local arr = ffi.new("ffipar_msg *[?]", math.max(k, 1))
   for i = 1, k do arr[i - 1] = more[i] end
   local b = buffer.new()
-  b:encode(index)
-  local p, len = b:ref()
-  local m = C.ffipar_msg_new(p, len, nil, 0)
+  local m = message_of(b, index)
   b:free()
-  if m == nil then error("pool:best: out of memory", 0) end
   local rc = C.ffipar_share_seal(h, arr, k, m)
   if rc ~= 0 then error("pool:best: " .. select(2, lib.fail(rc)), 0) end
 end
