@@ -64,7 +64,7 @@ end
 -- holds the caller's own keys and values and no reference: the handle
 -- par.share returned removes it when collected (the address cannot be
 -- reused before); a lazy snapshot not made yet has { pending = t } there
--- (and tried = true once a pool:best failed to make it in parts). A
+-- (and opened = true once a pool:best began to make it in parts). A
 -- snapshot in parts has g0s and ms (its index) instead of size and offs;
 -- building = true marks the view a worker keeps while the pool:best that
 -- makes the snapshot runs.
@@ -345,8 +345,8 @@ local function chunked(keys, vals, n, fname, level)
   return msg, m
 end
 
--- A snapshot of t; errors are raised as fname's, `level` above (3: the
--- caller of the public function that called this).
+-- Errors are raised as fname's, `level` above (1: the function that
+-- raises), here and below.
 local function check_table(t, fname, level)
   if type(t) ~= "table" then
     lib.argerror(fname, "argument #1 must be a table" .. (fname == "ffipar.share" and "" or
@@ -383,6 +383,8 @@ local function owned(a)
   end)
 end
 
+-- A snapshot of t (level 3: the caller of the public function that called
+-- this).
 function M.snapshot(t, fname, level)
   check_table(t, fname, level)
   local msg, keys, vals, n, nchunks = encode(t, fname, level + 1)
