@@ -345,12 +345,12 @@ local function chunked(keys, vals, n, fname, level)
   return msg, m
 end
 
--- Errors are raised as fname's, `level` above (1: the function that
--- raises), here and below.
+-- Errors are raised as fname's, at `level` counted from the function
+-- that raises them (1: itself), here and below.
 local function check_table(t, fname, level)
   if type(t) ~= "table" then
     lib.argerror(fname, "argument #1 must be a table" .. (fname == "ffipar.share" and "" or
-      " or a par.share snapshot") .. ", got " .. lib.show(t), level + 1)
+      " or a par.share snapshot") .. ", got " .. lib.show(t), level)
   end
 end
 
@@ -386,7 +386,7 @@ end
 -- A snapshot of t (level 3: the caller of the public function that called
 -- this).
 function M.snapshot(t, fname, level)
-  check_table(t, fname, level)
+  check_table(t, fname, level + 1)
   local msg, keys, vals, n, nchunks = encode(t, fname, level + 1)
   local rc = C.ffipar_share_new(out, msg, n)
   if rc ~= 0 then error(fname .. ": " .. select(2, lib.fail(rc)), level) end
@@ -450,7 +450,7 @@ function M.share(t, opts)
     local h = M.snapshot(t, "ffipar.share", 3)  -- not a tail call: level 3 is our caller
     return h
   end
-  check_table(t, "ffipar.share", 2)
+  check_table(t, "ffipar.share", 3)
   local rc = C.ffipar_share_lazy(out)
   if rc ~= 0 then error("ffipar.share: " .. select(2, lib.fail(rc)), 2) end
   local a = addr_of(out[0])
