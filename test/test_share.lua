@@ -661,7 +661,10 @@ function TestShare:testLazySnapshotIsTheTableAtItsFirstUse()
   lu.assertEquals(sh:get().k7.x, 100)
   lu.assertNil(sh:get().late)
   for _ = 1, 8 do self.pool:best(sh, function(_, v) return v.x + v.hist[1] end) end
-  lu.assertEquals((sh:decodes()), 4)               -- the two workers, the spawned state, sh:get() here
+  -- once per state, however many calls: the workers that took part (at
+  -- least the one of the first call), the spawned state, sh:get() here
+  local d = sh:decodes()
+  lu.assertTrue(d >= 3 and d <= 4, d .. " states decoded it")
 end
 
 -- Any other first use makes the snapshot whole, as par.share(t) would:
