@@ -751,6 +751,13 @@ function TestShare:testLazyErrors()
   lu.assertFalse(ok3)
   lu.assertStrContains(err3, "cannot be used while the pool:best that makes it runs")
   lu.assertEquals(self.pool:best(sh3, function(_, v) return v.id end), "k2")
+  -- a score that only holds it: refused too (it crosses with the score)
+  local sh4 = par.share(t, LAZY)
+  local ok4, err4 = pcall(self.pool.best, self.pool, sh4, function(_, v) return sh4 and v.id end)
+  lu.assertFalse(ok4)
+  lu.assertStrContains(err4, "cannot be used while the pool:best that makes it runs")
+  sh4:get()                                        -- made first: then it crosses
+  lu.assertEquals(self.pool:best(sh4, function(_, v) return sh4 and v.id end), "k2")
 end
 
 function TestShare:testLazyLeavesNothingBehind()
