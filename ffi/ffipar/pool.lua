@@ -700,6 +700,7 @@ local function best_one_call(self, t, lazy, score, ...)
   local results
   if not lazy then
     results = run_parallel(self, "pool:best", n, score, best_chunks, mine, unpack(args, 1, nx + 4))
+    share.drop(h)                                    -- on an error, the GC does it
   else
     -- Opened before the tasks go (a score that has the snapshot as an
     -- upvalue is then refused), ended whatever happens (refused if `mine`
@@ -708,21 +709,14 @@ local function best_one_call(self, t, lazy, score, ...)
     share.open_parts(lazy, cap, n)
     local ok, r = pcall(run_parallel, self, "pool:best", n, score, best_chunks, mine, unpack(args, 1, nx + 4))
     share.end_parts(lazy, false)
-    if not ok then
-      for _, o in ipairs(st.own) do C.ffipar_msg_free(o[1]) end
-      reraise(r)
-    end
-    results = r
-  end
-  if lazy then
-    if results and st.own_whole then
+    if ok and r and st.own_whole then
       make_in_parts(lazy, ks, vs, n, st.parts, st.own)
     else
       for _, o in ipairs(st.own) do C.ffipar_msg_free(o[1]) end
-      if results then share.make(lazy, 3) end      -- 3: pool:best's caller (a tail call)
+      if not ok then reraise(r) end
+      if r then share.make(lazy, 3) end          -- 3: pool:best's caller (a tail call)
     end
-  else
-    share.drop(h)                                    -- on an error, the GC does it
+    results = r
   end
   if not results then return nil, "cancelled" end
   local best, bg, bk, bv = st.s, st.bg, st.bk, st.bv

@@ -81,12 +81,24 @@ local function sweep()
   end
 end
 
--- The value of a message of plain data (string.buffer bytes, no handles).
-local function plain_decode(m)
-  dbuf:set(C.ffipar_msg_data(m, lib.lenp), lib.lenp[0])
+-- The value encoded in len plain bytes at p (string.buffer, no handles).
+local function decode_at(p, len)
+  dbuf:set(p, len)
   local x = dbuf:decode()
   dbuf:reset()
   return x
+end
+
+-- The value of a message of plain data.
+local function plain_decode(m)
+  local p = C.ffipar_msg_data(m, lib.lenp)
+  return decode_at(p, lib.lenp[0])
+end
+
+-- View e of a snapshot in parts takes its index x (see the top).
+local function take_index(e, x)
+  e.n, e.g0s, e.ms, e.nchunks = x.n, x.g0s, x.ms, #x.g0s
+  return e
 end
 
 -- A new view of snapshot h: a chunked one decodes its index only; any
@@ -95,8 +107,7 @@ local function new_view(h)
   local idx = C.ffipar_share_index(h)
   if idx ~= nil then
     local x = plain_decode(idx)
-    return { h = h, p = true, n = x.n, g0s = x.g0s, ms = x.ms, nchunks = #x.g0s,
-      keys = tnew(x.n, 0), vals = tnew(x.n, 0), have = {}, order = {} }
+    return take_index({ h = h, p = true, keys = tnew(x.n, 0), vals = tnew(x.n, 0), have = {}, order = {} }, x)
   end
   local msg = C.ffipar_share_msg(h)
   local p = ffi.cast(bytes_p, C.ffipar_msg_data(msg, lib.lenp))
@@ -106,9 +117,7 @@ local function new_view(h)
     return { h = h, t = r[1], keys = r[2] }
   end
   local at = tonumber(ffi.string(p + 1, 16))
-  dbuf:set(p + at, len - at)
-  local idx = dbuf:decode()
-  dbuf:reset()
+  local idx = decode_at(p + at, len - at)
   local n = idx.n
   return { h = h, p = p, n = n, size = idx.size, offs = idx.offs, nchunks = #idx.offs - 1,
     keys = tnew(n, 0), vals = tnew(n, 0), have = {}, order = {} }
@@ -134,9 +143,8 @@ end
 local function settle(a, h, e)
   local idx = C.ffipar_share_index(h)
   if idx ~= nil then
-    local x = plain_decode(idx)
-    e.n, e.g0s, e.ms, e.nchunks, e.building = x.n, x.g0s, x.ms, #x.g0s, nil
-    return e
+    e.building = nil
+    return take_index(e, plain_decode(idx))
   end
   if C.ffipar_share_msg(h) ~= nil then
     cache[a] = nil
@@ -160,6 +168,22 @@ local function entry(h, once)
 end
 M.view = entry
 
+-- Chunk j of view e is decoded here: counted, and first among the chunks
+-- this state takes in the calls that follow (e.order).
+local function decoded(e, j)
+  e.have[j] = true
+  e.order[#e.order + 1] = j
+  C.ffipar_share_chunks_decoded(e.h, 1)
+end
+
+-- Part j of view e of a snapshot in parts, decoded here: its entries go to
+-- their positions.
+local function hold_part(e, j, keys, vals, g0)
+  local ek, ev = e.keys, e.vals
+  for q = 1, #keys do ek[g0 + q - 1], ev[g0 + q - 1] = keys[q], vals[q] end
+  decoded(e, j)
+end
+
 --- In a worker of the pool:best that makes lazy snapshot h in parts: part i
 -- (keys, vals, g0), just decoded here, is kept as the snapshot's.
 function M.keep_part(h, n, i, keys, vals, g0)
@@ -171,11 +195,7 @@ function M.keep_part(h, n, i, keys, vals, g0)
       have = {}, order = {} }, false)
     C.ffipar_share_decoded(h)
   end
-  local ek, ev, m = e.keys, e.vals, #keys
-  for q = 1, m do ek[g0 + q - 1], ev[g0 + q - 1] = keys[q], vals[q] end
-  e.have[i] = true
-  e.order[#e.order + 1] = i
-  C.ffipar_share_chunks_decoded(h, 1)
+  hold_part(e, i, keys, vals, g0)
 end
 
 --- Chunk j (from 0) of a chunked view, decoded here if it was not yet;
@@ -185,11 +205,7 @@ function M.chunk(e, j)
     local g0 = e.g0s[j + 1]
     if not e.have[j] then
       local c = plain_decode(C.ffipar_share_part(e.h, j))
-      local keys, vals, ck, cv = e.keys, e.vals, c[1], c[2]
-      for q = 1, #ck do keys[g0 + q - 1], vals[g0 + q - 1] = ck[q], cv[q] end
-      e.have[j] = true
-      e.order[#e.order + 1] = j
-      C.ffipar_share_chunks_decoded(e.h, 1)
+      hold_part(e, j, c[1], c[2], g0)
     end
     return g0, g0 + e.ms[j + 1] - 1
   end
@@ -198,14 +214,10 @@ function M.chunk(e, j)
   local hi = math.min(lo + size, e.n)
   if not e.have[j] then
     local offs = e.offs
-    dbuf:set(e.p + offs[j + 1], offs[j + 2] - offs[j + 1])
-    local c = dbuf:decode()
-    dbuf:reset()
+    local c = decode_at(e.p + offs[j + 1], offs[j + 2] - offs[j + 1])
     local keys, vals = e.keys, e.vals
     for i = 1, hi - lo do keys[lo + i], vals[lo + i] = c[2 * i - 1], c[2 * i] end
-    e.have[j] = true
-    e.order[#e.order + 1] = j
-    C.ffipar_share_chunks_decoded(e.h, 1)
+    decoded(e, j)
   end
   return lo + 1, hi
 end
@@ -299,11 +311,7 @@ ffi.metatype("struct ffipar_share", {
   __len = function(h)
     if h == nil then bad_self("#sh", h) end
     local t = M.pending(h)
-    if t then
-      local n = 0
-      for _ in pairs(t) do n = n + 1 end
-      return n
-    end
+    if t then return wire.count(t) end
     return tonumber(C.ffipar_share_len(h))
   end,
   __tostring = function(h)
@@ -579,10 +587,7 @@ local function receive(h)
     if v == WHOLE then return codec.decode(C.ffipar_share_whole(h))[1] end
     if v == ABANDONED then error("ffipar: the sending thread gave the value up", 0) end
     if i < C.ffipar_share_nparts(h) then
-      local p = C.ffipar_msg_data(C.ffipar_share_part(h, i), lib.lenp)
-      dbuf:set(p, lib.lenp[0])
-      local c = dbuf:decode()
-      dbuf:reset()
+      local c = plain_decode(C.ffipar_share_part(h, i))
       for q = 1, #c, 2 do t[c[q]] = c[q + 1] end
       i = i + 1
     elseif v == DONE then
@@ -675,10 +680,7 @@ function M.part(h, i)
   if rc ~= 0 then error("ffipar: " .. select(2, lib.fail(rc)), 0) end
   local m = C.ffipar_share_part(h, i)
   if m == nil then return nil end
-  local p = C.ffipar_msg_data(m, lib.lenp)
-  dbuf:set(p, lib.lenp[0])
-  local c = dbuf:decode()
-  dbuf:reset()
+  local c = plain_decode(m)
   return c[1], c[2], c[3]
 end
 

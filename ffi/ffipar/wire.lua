@@ -138,6 +138,7 @@ local function count(t)
   for _ in next, t do n = n + 1 end
   return n
 end
+M.count = count
 
 --- t's keys and values in pairs order, and their number. A walk that runs
 -- loops for each entry goes over these by number instead of a pairs loop:
