@@ -372,13 +372,6 @@ void ffipar_channel_buf_free(ffipar_channel_buf *b);   /* NULL: nothing */
 /* Buffers allocated now, process-wide (for tests: a count that must return). */
 int64_t ffipar_channel_bufs_live(void);
 
-/* 1 when data[0..n) is a table as string.buffer encodes it (LuaJIT's
-** documented serialization format) whose keys and values are all nil,
-** booleans, numbers or strings: no sub-table, cdata, light userdata or
-** dictionary reference. 0 for anything else, malformed or cut short too.
-** Such a table is plain (wire.plain) with no Lua walk. */
-int ffipar_channel_flat(const char *data, size_t n);
-
 /* One untyped item, filled by Lua: a number, a boolean, a short string kept
 ** inline (VSTR), a plain value as string.buffer encodes it in up to
 ** FFIPAR_VSTR_MAX bytes, inline too (VSENC), bytes copied into the slot's buffer (a string, VBSTR, or a plain

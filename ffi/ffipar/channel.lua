@@ -147,38 +147,47 @@ end
 
 local untyped = {}
 
--- Encode table t into ebuf if it can cross as string.buffer encodes it: a
--- flat table (checked in C on the encoding, no Lua walk) or a tree of plain
--- values (wire.plain). False for anything else: the codec converts it, or
--- names what cannot cross (string.buffer refuses functions, coroutines and
--- most cdata, and stops at 100 levels: cycles).
+-- The types string.buffer writes as they are.
+local SCALAR = { number = true, string = true, boolean = true, ["nil"] = true }
+
+-- The type of the first key or value of table t that is not a scalar, or
+-- nil. A table with a sub-table is walked before string.buffer sees it:
+-- string.buffer encodes a shared sub-table once per path, so a DAG would
+-- cost its number of paths (2^31 for 31 levels of { a = t, b = t }: 11 s
+-- and a 2 GB buffer, then refused). The array part first, in a numeric loop
+-- (under 1 ns an entry, compiled), then t[0], which LuaJIT keeps in the
+-- array part, where a traversal that starts after #t does not find it;
+-- pairs only when there is more (about 8 ns a field).
+local function nonscalar(t)
+  local n = #t
+  for i = 1, n do
+    local tx = type(rawget(t, i))
+    if not SCALAR[tx] then return tx end
+  end
+  local t0 = type(rawget(t, 0))
+  if not SCALAR[t0] then return t0 end
+  if next(t, n > 0 and n or nil) == nil then return nil end
+  for k, x in pairs(t) do
+    local tk, tx = type(k), type(x)
+    if not SCALAR[tk] then return tk end
+    if not SCALAR[tx] then return tx end
+  end
+  return nil
+end
+
+-- Encode table t into ebuf if it can cross as string.buffer encodes it:
+-- scalars only, or a tree of them (wire.plain). False for anything else,
+-- with nothing encoded: the codec converts it, or names what cannot cross.
 -- (Callers name themselves with a constant after this returns: once, in a
 -- full `make test`, the failed pcall's message "cannot serialize 'thread'"
 -- came back in place of a caller's argument holding "ch:push", under the
 -- JIT; not reproduced since.)
--- A table with a sub-table is walked first: string.buffer encodes a shared
--- sub-table once per path, so a DAG would cost its number of paths (2^31
--- for 31 levels of { a = t, b = t }: 11 s and a 2 GB buffer, then refused).
--- The look for one: a numeric loop over the array part (under 1 ns an
--- entry, compiled), pairs only when there is more (about 20 ns a field).
-local function has_subtable(t)
-  local n = #t
-  for i = 1, n do
-    if type(t[i]) == "table" then return true end
-  end
-  if next(t, n > 0 and n or nil) == nil then return false end
-  for k, x in pairs(t) do
-    if type(x) == "table" or type(k) == "table" then return true end
-  end
-  return false
-end
-
 local function encoded(t)
   ebuf:reset()
-  if has_subtable(t) then return plain(t) and pcall(ebuf.encode, ebuf, t) end
-  if not pcall(ebuf.encode, ebuf, t) then return false end
-  local p, len = ebuf:ref()
-  return C.ffipar_channel_flat(p, len) ~= 0
+  local other = nonscalar(t)
+  if other and (other ~= "table" or not plain(t)) then return false end
+  local ok = pcall(ebuf.encode, ebuf, t)   -- not a tail call: the JIT gives up on those here
+  return ok
 end
 
 -- pushv as an item of n bytes at data, to be copied into the slot's buffer
