@@ -68,6 +68,7 @@ end
 
 local str100 = ("0123456789"):rep(10)
 local small = { 1, 2, 3 }
+local mixed = { 1, "two", 3 }     -- the same size through the encoded path
 local rec10 = record(42)
 local nums = {}
 for i = 1, 1000 do nums[i] = i * 1.5 end
@@ -269,6 +270,14 @@ return {
     limit = { ratio = 2 },
     lua = function() return through_channel(small, N) end,
     baseline = function() return sbuf(small, N) end,
+  },
+  {
+    -- A table of up to 5 numbers crosses as its numbers (no encoding); one
+    -- with a string in it goes as string.buffer encodes it.
+    name = "  same, {1, \"two\", 3} (encoded) vs s.b.",
+    unit = "ns/item",
+    lua = function() return through_channel(mixed, N) end,
+    baseline = function() return sbuf(mixed, N) end,
   },
   {
     name = "  same, C mutex queue (24 bytes)",

@@ -233,6 +233,67 @@ static inline void take_bytes(slot_hdr *s, ffipar_value *v, ffipar_channel_buf *
   *b = spare;
 }
 
+/* ---- flat tables in string.buffer's format ----
+** A table is a tag 0x08 + bits (1: a hash part, 2: an array part from
+** index 0, 4: from index 1), then the array length and the hash count as
+** U124 numbers, then the array's values and the hash's key, value pairs.
+** A scalar is 0x00 nil, 0x01 false, 0x02 true, 0x06 + 4 bytes (int),
+** 0x07 + 8 bytes (double), or a string: U124 0x20 + len, then its bytes.
+** U124: one byte below 0xe0; 0xe0..0xfe: 13 bits and one more byte, plus
+** 0xe0; 0xff: 4 bytes little-endian. */
+
+static const unsigned char *read_u124(const unsigned char *r, const unsigned char *e, uint32_t *v)
+{
+  if (r >= e) return NULL;
+  uint32_t x = *r++;
+  if (x == 0xff) {
+    if (e - r < 4) return NULL;
+    x = (uint32_t)r[0] | (uint32_t)r[1] << 8 | (uint32_t)r[2] << 16 | (uint32_t)r[3] << 24;
+    r += 4;
+  } else if (x >= 0xe0) {
+    if (r >= e) return NULL;
+    x = ((x & 0x1f) << 8) + *r++ + 0xe0;
+  }
+  *v = x;
+  return r;
+}
+
+static const unsigned char *skip_scalar(const unsigned char *r, const unsigned char *e)
+{
+  uint32_t tag = *r;               /* r < e: the caller checked */
+  size_t more;
+  if (tag >= 0x20 && tag < 0xe0) {  /* the common cases first: a short string, */
+    r++;
+    more = tag - 0x20;
+  } else if (tag == 0x07) {         /* a double */
+    r++;
+    more = 8;
+  } else if (tag <= 0x02 || tag == 0x06) {
+    r++;
+    more = tag == 0x06 ? 4 : 0;
+  } else {                          /* a long string, or no scalar */
+    if (!(r = read_u124(r, e, &tag)) || tag < 0x20) return NULL;
+    more = tag - 0x20;
+  }
+  return (size_t)(e - r) >= more ? r + more : NULL;
+}
+
+int ffipar_channel_flat(const char *data, size_t n)
+{
+  const unsigned char *r = (const unsigned char *)data, *e = r + n;
+  if (n == 0 || r[0] < 0x08 || r[0] > 0x0d) return 0;
+  unsigned bits = *r++ - 0x08u;
+  uint32_t narray = 0, nhash = 0;
+  if (bits & 6) {
+    if (!(r = read_u124(r, e, &narray))) return 0;
+    if ((bits & 4) && narray-- == 0) return 0;
+  }
+  if ((bits & 1) && !(r = read_u124(r, e, &nhash))) return 0;
+  for (uint64_t i = 0; i < narray + 2 * (uint64_t)nhash; i++)
+    if (r >= e || !(r = skip_scalar(r, e))) return 0;
+  return r == e;
+}
+
 /* One push attempt: OK, ETIMEOUT (full) or ECLOSED. */
 static inline __attribute__((always_inline)) int try_push(ffipar_channel *c, void *item)
 {

@@ -372,8 +372,16 @@ void ffipar_channel_buf_free(ffipar_channel_buf *b);   /* NULL: nothing */
 /* Buffers allocated now, process-wide (for tests: a count that must return). */
 int64_t ffipar_channel_bufs_live(void);
 
+/* 1 when data[0..n) is a table as string.buffer encodes it (LuaJIT's
+** documented serialization format) whose keys and values are all nil,
+** booleans, numbers or strings: no sub-table, cdata, light userdata or
+** dictionary reference. 0 for anything else, malformed or cut short too.
+** Such a table is plain (wire.plain) with no Lua walk. */
+int ffipar_channel_flat(const char *data, size_t n);
+
 /* One untyped item, filled by Lua: a number, a boolean, a short string kept
-** inline (VSTR), a plain value as string.buffer encodes it in up to
+** inline (VSTR), a table of 1 to FFIPAR_VNUMS_MAX numbers at keys 1..len
+** and nothing else, inline as those numbers (VNUMS), a plain value as string.buffer encodes it in up to
 ** FFIPAR_VSTR_MAX bytes, inline too (VSENC), bytes copied into the slot's buffer (a string, VBSTR, or a plain
 ** value as string.buffer encodes it, VBENC, of up to FFIPAR_BUF_MAX bytes),
 ** or a message (owned by the channel while queued): a codec message (VMSG),
@@ -392,14 +400,16 @@ int64_t ffipar_channel_bufs_live(void);
 enum {
   FFIPAR_VNUM = 1, FFIPAR_VBOOL = 2, FFIPAR_VSTR = 3, FFIPAR_VMSG = 4,
   FFIPAR_VLSTR = 5, FFIPAR_VENC = 6, FFIPAR_VBSTR = 7, FFIPAR_VBENC = 8,
-  FFIPAR_VSPARE = 9, FFIPAR_VSENC = 10,
-  FFIPAR_VSTR_MAX = 40, FFIPAR_BUF_MAX = 4096
+  FFIPAR_VSPARE = 9, FFIPAR_VSENC = 10, FFIPAR_VNUMS = 11,
+  FFIPAR_VSTR_MAX = 40, FFIPAR_VNUMS_MAX = 5, FFIPAR_BUF_MAX = 4096
 };
 typedef struct ffipar_value {
   uint32_t tag;          /* FFIPAR_V* */
-  uint32_t len;          /* VSTR, VSENC, VBSTR, VBENC: bytes; VBOOL: 0 or 1 */
+  uint32_t len;          /* VSTR, VSENC, VBSTR, VBENC: bytes; VBOOL: 0 or 1;
+                         ** VNUMS: numbers */
   union {
     double n;
+    double d[5];         /* VNUMS */
     ffipar_msg *msg;
     char s[40];
     struct { const char *data; ffipar_channel_buf *buf; } b;
