@@ -46,31 +46,39 @@ function TestChannel:testValuesOfEveryKind()
   lu.assertEquals({ ch:pop(0) }, { nil, "timeout" })
 end
 
+-- a and b hold the same after a trip through a channel: numbers bit for
+-- bit (NaN, -0.0), cdata by value and type (== compares a complex's
+-- address), tables by contents (a key that is a table or cdata is another
+-- object after the trip: matched by contents too), anything else by ==.
+local function same(a, b)
+  if type(a) ~= type(b) then return false end
+  if type(a) == "number" then
+    return ffi.string(ffi.new("double[1]", a), 8) == ffi.string(ffi.new("double[1]", b), 8)
+  end
+  if type(a) == "cdata" then
+    return tostring(a) == tostring(b) and tostring(ffi.typeof(a)) == tostring(ffi.typeof(b))
+  end
+  if type(a) ~= "table" then return a == b end
+  for k, v in pairs(a) do
+    local bk = k
+    if type(k) == "cdata" or type(k) == "table" then
+      bk = nil
+      for k2 in pairs(b) do if same(k, k2) then bk = k2 end end
+    end
+    if bk == nil or not same(v, b[bk]) then return false end
+  end
+  local na, nb = 0, 0
+  for _ in pairs(a) do na = na + 1 end
+  for _ in pairs(b) do nb = nb + 1 end
+  return na == nb
+end
+
 -- A table crosses as string.buffer encodes it when its keys and values are
 -- all scalars, through wire.plain when one is a table, through the codec
 -- when one is cdata or a function: each shape, in each place (array part,
 -- t[0], hash part, key), comes back as it went in.
 function TestChannel:testTablesOfEveryShapeRoundTrip()
   local ch = par.channel(4)
-  local function same(a, b)
-    if type(a) ~= type(b) then return false end
-    if type(a) == "cdata" then         -- by value (== compares a complex's address)
-      return tostring(a) == tostring(b) and tostring(ffi.typeof(a)) == tostring(ffi.typeof(b))
-    end
-    if type(a) ~= "table" then return a == b or a ~= a and b ~= b end
-    for k, v in pairs(a) do
-      local bk = k
-      if type(k) == "cdata" or type(k) == "table" then   -- another object after the trip
-        bk = nil
-        for k2 in pairs(b) do if same(k, k2) then bk = k2 end end
-      end
-      if bk == nil or not same(v, b[bk]) then return false end
-    end
-    local na, nb = 0, 0
-    for _ in pairs(a) do na = na + 1 end
-    for _ in pairs(b) do nb = nb + 1 end
-    return na == nb
-  end
   local t0 = { 1, 2 }
   t0[0] = "zero"
   local shapes = { {}, { 1, 2, 3 }, t0, { 1, nil, 3 }, { a = 1, b = "x", c = true, d = false },
@@ -95,21 +103,12 @@ end
 -- crosses whole the other way.
 function TestChannel:testSmallNumberTablesCrossExactly()
   local ch = par.channel(64)
-  local function bits(x)              -- a number's bits (NaN, -0.0); anything else as it is
-    if type(x) ~= "number" then return x end
-    return ffi.string(ffi.new("double[1]", x), 8)
-  end
   local function check(got, want, what)
     lu.assertEquals(type(got), "table", what)
     lu.assertIsNil(getmetatable(got), what)
+    lu.assertTrue(same(want, got), what)
     local n = 0
-    for k, x in pairs(got) do
-      n = n + 1
-      lu.assertEquals(bits(x), bits(want[k]), what .. ": key " .. tostring(k))
-    end
-    local m = 0
-    for _ in pairs(want) do m = m + 1 end
-    lu.assertEquals(n, m, what .. ": keys")
+    for _ in pairs(want) do n = n + 1 end
     if want[#want + 1] == nil and rawget(want, #want) ~= nil and n == #want then   -- a sequence
       lu.assertEquals(#got, #want, what .. ": length")
     end
@@ -163,13 +162,13 @@ function TestChannel:testKeysBesideTheArrayPartAreSeen()
     local n = rand(9)
     local keys = {}
     for i = 1, n do keys[i] = i end
-    keys[n + 1], keys[n + 2] = "a" .. rand(1000), "b" .. rand(1000)
+    local a, b = "a" .. rand(1000), "b" .. rand(1000)
+    keys[n + 1], keys[n + 2] = a, b
     for i = #keys, 2, -1 do local j = rand(i); keys[i], keys[j] = keys[j], keys[i] end
     local t = {}
     for _, k in ipairs(keys) do t[k] = type(k) == "number" and k or s end
-    if missed(t, n) and keys[n + 1] ~= keys[n + 2] then found, names = t, {} end
-    if found then
-      for k in pairs(t) do if type(k) == "string" then names[#names + 1] = k end end
+    if missed(t, n) then
+      found, names = t, { a, b }
       break
     end
   end
